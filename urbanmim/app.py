@@ -1,0 +1,95 @@
+"""The ASGI application: routes mounted under /ngsi-ld/v1, one error handler, lifespan.
+
+Errors are rendered here and only here (``problem_response``): an ``NgsiError`` keeps
+its status and type; anything else is logged with its traceback and answered with a
+generic 500 ProblemDetails — a client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from urbanmim.errors import InternalError, InvalidRequest, MethodNotAllowed, NgsiError, ResourceNotFound
+from urbanmim.ngsild.contexts import ContextRegistry, StoredContext
+from urbanmim.ngsild.http import problem_response
+from urbanmim.ngsild.routes import batch, discovery, entities, info, jsonld_contexts
+from urbanmim.service.entities import EntityService
+from urbanmim.settings import Settings
+from urbanmim.store.base import Store
+
+log = logging.getLogger("urbanmim")
+
+
+def open_store(settings: Settings) -> Store:
+    target = settings.db
+    if target.startswith(("postgresql://", "postgres://")):
+        raise NotImplementedError("the PostgreSQL backend is not available yet")
+    from urbanmim.store.sqlite import SQLiteStore
+    path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
+    return SQLiteStore(path, synchronous=settings.sqlite_synchronous)
+
+
+async def _ngsi_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, NgsiError)
+    return problem_response(exc, request.headers.get("NGSILD-Tenant"))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: NgsiError = ResourceNotFound(f"no resource at {request.url.path}")
+    elif exc.status_code == 405:
+        err = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    else:
+        err = InvalidRequest(str(exc.detail))
+        err.status = exc.status_code
+    resp = problem_response(err)
+    if exc.status_code == 405 and exc.headers:
+        resp.headers.update(exc.headers)
+    return resp
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return problem_response(InternalError("an unexpected error occurred; it has been logged"))
+
+
+def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
+    settings = settings or Settings()
+    store = store or open_store(settings)
+    contexts = ContextRegistry(timeout=settings.context_timeout)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        for cid, url, doc, created in await store.load_contexts():
+            contexts.documents[url] = StoredContext(id=cid, url=url, kind="Hosted", document=doc, created_at=created)
+        try:
+            yield
+        finally:
+            await store.close()
+
+    api = [*entities.routes, *batch.routes, *discovery.routes, *jsonld_contexts.routes, *info.routes]
+    app = Starlette(
+        routes=[Mount("/ngsi-ld/v1", routes=api), Route("/", info.home)],
+        exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _unexpected},
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.contexts = contexts
+    app.state.entities = EntityService(store)
+    return app
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory urbanmim.app:app_factory`` (settings from the environment)."""
+    return create_app(Settings.load())

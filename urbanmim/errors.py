@@ -1,0 +1,111 @@
+"""One exception hierarchy for the whole platform, rendered to ProblemDetails in one place.
+
+Errors are *raised*, never returned: any layer (query parser, store, service) raises
+an :class:`NgsiError` subclass and ``urbanmim.ngsild.responses.problem_response`` turns
+it into an RFC 7807 / NGSI-LD ProblemDetails body. Each class carries its HTTP status
+and its NGSI-LD problem type, so the status of an error is decided where the error is
+known, not where it is rendered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERRORS_BASE = "https://uri.etsi.org/ngsi-ld/errors/"
+
+
+class NgsiError(Exception):
+    """Base of every error the platform answers with (never a bare 500)."""
+
+    status: int = 500
+    problem: str = "InternalError"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str = "", *, title: str | None = None, extra: dict[str, Any] | None = None):
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        if title:
+            self.title = title
+        self.extra = extra or {}
+
+    @property
+    def type_uri(self) -> str:
+        return ERRORS_BASE + self.problem
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type_uri, "title": self.title, "status": self.status,
+                                "detail": self.detail}
+        body.update(self.extra)
+        return body
+
+
+class InvalidRequest(NgsiError):
+    """The request itself is malformed (bad JSON, bad query parameter syntax)."""
+
+    status, problem, title = 400, "InvalidRequest", "Invalid request"
+
+
+class BadRequestData(NgsiError):
+    """The request is well-formed but its content is not acceptable NGSI-LD."""
+
+    status, problem, title = 400, "BadRequestData", "Bad request data"
+
+
+class ResourceNotFound(NgsiError):
+    status, problem, title = 404, "ResourceNotFound", "Resource not found"
+
+
+class AlreadyExists(NgsiError):
+    status, problem, title = 409, "AlreadyExists", "Already exists"
+
+
+class OperationNotSupported(NgsiError):
+    status, problem, title = 422, "OperationNotSupported", "Operation not supported"
+
+
+class UnprocessableContext(NgsiError):
+    """A supplied JSON-LD @context is syntactically valid JSON but not a usable context."""
+
+    status, problem, title = 400, "BadRequestData", "Invalid @context"
+
+
+class TooManyResults(NgsiError):
+    status, problem, title = 403, "TooManyResults", "Too many results"
+
+
+class TooComplexQuery(NgsiError):
+    status, problem, title = 403, "TooComplexQuery", "Query too complex"
+
+
+class LdContextNotAvailable(NgsiError):
+    status, problem, title = 503, "LdContextNotAvailable", "@context not available"
+
+
+class NonexistentTenant(NgsiError):
+    status, problem, title = 404, "NonexistentTenant", "Tenant does not exist"
+
+
+class NotAcceptable(NgsiError):
+    status, problem, title = 406, "InvalidRequest", "Not acceptable"
+
+
+class UnsupportedMediaType(NgsiError):
+    status, problem, title = 415, "InvalidRequest", "Unsupported media type"
+
+
+class PayloadTooLarge(NgsiError):
+    status, problem, title = 413, "RequestEntityTooLarge", "Request entity too large"
+
+
+class MethodNotAllowed(NgsiError):
+    status, problem, title = 405, "InvalidRequest", "Method not allowed"
+
+
+class Conflict(NgsiError):
+    status, problem, title = 409, "Conflict", "Conflict"
+
+
+class InternalError(NgsiError):
+    """Something broke that is our fault; the detail shown is generic, the cause is logged."""
+
+    status, problem, title = 500, "InternalError", "Internal error"

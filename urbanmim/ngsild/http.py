@@ -1,0 +1,206 @@
+"""HTTP edge of the NGSI-LD API: body and header parsing, content negotiation, responses.
+
+Routes stay thin by calling these helpers: :func:`read_json` (size limit, media type,
+JSON), :func:`request_context` (Link header or body @context → TermMap),
+:func:`negotiate` (Accept → json / ld+json / geo+json) and :func:`respond` (orjson body
+plus the Link header or @context the spec asks for). :func:`problem_response` is the
+only place an error becomes an HTTP answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from urbanmim.errors import (
+    BadRequestData,
+    InvalidRequest,
+    NgsiError,
+    NonexistentTenant,
+    NotAcceptable,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from urbanmim.ngsild.contexts import CORE, TermMap
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+JSONLD = "application/ld+json"
+GEOJSON = "application/geo+json"
+MERGE_PATCH = "application/merge-patch+json"
+LINK_REL = "http://www.w3.org/ns/json-ld#context"
+TENANT_HEADER = "NGSILD-Tenant"
+DEFAULT_TENANT = ""
+_LINK_RE = re.compile(r"<([^>]*)>")
+
+
+def problem_response(err: NgsiError, tenant: str | None = None) -> Response:
+    """Render any platform error as NGSI-LD ProblemDetails (application/json)."""
+    headers = {TENANT_HEADER: tenant} if tenant else None
+    return Response(orjson.dumps(err.to_problem()), status_code=err.status, media_type=JSON, headers=headers)
+
+
+def tenant_of(request: Request) -> str:
+    t = request.headers.get(TENANT_HEADER)
+    if t is None or t == "":
+        return DEFAULT_TENANT
+    if len(t) > 200 or not re.fullmatch(r"[A-Za-z0-9_\-.:/]+", t):
+        raise BadRequestData(f"invalid tenant name {t!r}")
+    return t
+
+
+async def require_tenant(request: Request, store: Any) -> str:
+    """The tenant of a read request, which must already exist (404 NonexistentTenant otherwise)."""
+    tenant = tenant_of(request)
+    if tenant != DEFAULT_TENANT and not await store.tenant_exists(tenant):
+        raise NonexistentTenant(f"tenant {tenant} does not exist")
+    return tenant
+
+
+def _media(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    clen = request.headers.get("content-length")
+    if clen is not None:
+        try:
+            if int(clen) > max_bytes:
+                raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
+        except ValueError:
+            raise InvalidRequest("invalid Content-Length") from None
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, max_bytes: int, *, merge_patch: bool = False) -> tuple[Any, str]:
+    """The JSON body and its media type, checked against what NGSI-LD accepts."""
+    ctype = _media(request.headers.get("content-type"))
+    allowed = (JSON, JSONLD, MERGE_PATCH) if merge_patch else (JSON, JSONLD)
+    if ctype not in allowed:
+        raise UnsupportedMediaType(f"Content-Type {ctype or '(none)'} is not supported; use {' or '.join(allowed)}")
+    raw = await read_body(request, max_bytes)
+    if not raw:
+        raise InvalidRequest("the request body is empty")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidRequest(f"the request body is not valid JSON: {e}") from None
+    return body, ctype
+
+
+def link_context_url(request: Request) -> str | None:
+    link = request.headers.get("link")
+    if not link:
+        return None
+    for part in link.split(","):
+        if "json-ld#context" in part or LINK_REL in part:
+            m = _LINK_RE.search(part)
+            if m:
+                return m.group(1).strip()
+    m = _LINK_RE.search(link)
+    return m.group(1).strip() if m else None
+
+
+def context_source(request: Request, body: Any = None, ctype: str | None = None) -> Any:
+    """The @context value a request brings: from the body (ld+json) or the Link header (json)."""
+    link = link_context_url(request)
+    if ctype == JSONLD:
+        if link is not None:
+            raise BadRequestData("a Link header must not be used with application/ld+json")
+        if isinstance(body, list):
+            ctxs = [b.get("@context") for b in body if isinstance(b, dict)]
+            if not ctxs or any(c is None for c in ctxs):
+                raise BadRequestData("every element of an application/ld+json payload needs an @context")
+            return ctxs[0]
+        if not isinstance(body, dict) or "@context" not in body:
+            raise BadRequestData("application/ld+json payloads must contain an @context")
+        return body["@context"]
+    if ctype in (JSON, MERGE_PATCH):
+        if isinstance(body, dict) and "@context" in body:
+            raise BadRequestData("application/json payloads must not contain an @context (use a Link header)")
+        if isinstance(body, list) and any(isinstance(b, dict) and "@context" in b for b in body):
+            raise BadRequestData("application/json payloads must not contain an @context (use a Link header)")
+    return link
+
+
+async def request_context(request: Request, body: Any = None, ctype: str | None = None) -> TermMap:
+    value = context_source(request, body, ctype)
+    if value is None:
+        return CORE
+    registry = request.app.state.contexts
+    return await registry.resolve(value)
+
+
+def negotiate(request: Request, *, geo: bool = False) -> str:
+    """Pick the response media type from Accept (json by default; 406 when nothing fits)."""
+    accept = request.headers.get("accept")
+    if not accept:
+        return JSON
+    best, best_q = None, -1.0
+    for part in accept.split(","):
+        bits = [b.strip() for b in part.split(";")]
+        mt = bits[0].lower()
+        q = 1.0
+        for b in bits[1:]:
+            if b.startswith("q="):
+                try:
+                    q = float(b[2:])
+                except ValueError:
+                    q = 0.0
+        cand = None
+        if mt in (JSON, JSONLD):
+            cand = mt
+        elif mt == GEOJSON and geo:
+            cand = GEOJSON
+        elif mt in ("*/*", "application/*"):
+            cand = JSON
+        if cand is not None and q > best_q and q > 0:
+            best, best_q = cand, q
+    if best is None:
+        raise NotAcceptable(f"none of the media types in Accept ({accept}) can be produced")
+    return best
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+
+
+def respond(body: Any, ctx: TermMap, media: str, *, status: int = 200, headers: dict[str, str] | None = None,
+            tenant: str | None = None) -> Response:
+    """A JSON response carrying the @context the NGSI-LD way for its media type."""
+    h = dict(headers or {})
+    if tenant:
+        h[TENANT_HEADER] = tenant
+    if media == JSONLD:
+        ctx_value = ctx.context_value
+        if isinstance(body, list):
+            body = [dict(b, **{"@context": ctx_value}) if isinstance(b, dict) else b for b in body]
+        elif isinstance(body, dict):
+            body = dict(body, **{"@context": ctx_value})
+    elif media == GEOJSON:
+        if isinstance(body, dict) and body.get("type") == "FeatureCollection":
+            pass
+        h["Link"] = f'<{ctx.link_url}>; rel="{LINK_REL}"; type="application/ld+json"'
+    else:
+        h["Link"] = f'<{ctx.link_url}>; rel="{LINK_REL}"; type="application/ld+json"'
+    return Response(dumps(body), status_code=status, media_type=media, headers=h)
+
+
+def empty(status: int = 204, headers: dict[str, str] | None = None, tenant: str | None = None) -> Response:
+    h = dict(headers or {})
+    if tenant:
+        h[TENANT_HEADER] = tenant
+    return Response(status_code=status, headers=h)

@@ -1,0 +1,223 @@
+"""/entities and /entities/{id}/attrs — thin handlers over ``EntityService``."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from urbanmim.errors import BadRequestData, ResourceNotFound
+from urbanmim.ngsild import http, params
+from urbanmim.ngsild.entity import Entity
+from urbanmim.ngsild.payload import parse_attribute, parse_entity, parse_fragment
+from urbanmim.ngsild.render import View, feature_collection, render_entity, render_feature
+from urbanmim.service.entities import AttrReport
+
+
+def _svc(request: Request) -> Any:
+    return request.app.state.entities
+
+
+def _limit(request: Request) -> int:
+    return int(request.app.state.settings.max_body_bytes)
+
+
+def render_one(ent: Entity, view: View, media: str) -> Any:
+    if media == http.GEOJSON:
+        f = render_feature(ent, view)
+        return f
+    return render_entity(ent, view)
+
+
+async def create_entity(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    body, ctype = await http.read_json(request, _limit(request))
+    ctx = await http.request_context(request, body, ctype)
+    ent = parse_entity(body, ctx)
+    await _svc(request).create(tenant, ent)
+    return http.empty(201, {"Location": f"/ngsi-ld/v1/entities/{quote(ent['id'], safe=':')}"}, tenant=tenant or None)
+
+
+async def query_entities(request: Request) -> Response:
+    tenant = await http.require_tenant(request, request.app.state.store)
+    p = request.query_params
+    media = http.negotiate(request, geo=True)
+    ctx = await http.request_context(request)
+    query = params.entity_query(p, ctx, tenant, max_limit=request.app.state.settings.max_limit)
+    view = params.make_view(p, ctx)
+    result = await _svc(request).query(query)
+    if media == http.GEOJSON:
+        body: Any = feature_collection([render_feature(e, view) for e in result.entities])
+    else:
+        body = [render_entity(e, view) for e in result.entities]
+    headers = {}
+    if result.count is not None:
+        headers["NGSILD-Results-Count"] = str(result.count)
+    links = paging_links(request, query.offset, query.limit, len(result.entities), result.count)
+    resp = http.respond(body, ctx, media, headers=headers, tenant=tenant or None)
+    if links:
+        existing = resp.headers.get("Link")
+        resp.headers["Link"] = ", ".join(([existing] if existing else []) + links)
+    return resp
+
+
+def paging_links(request: Request, offset: int, limit: int, returned: int, count: int | None) -> list[str]:
+    """``Link: <...>; rel="next"`` / ``rel="prev"`` (clause 4.12), parameters in a stable order."""
+    if limit == 0:
+        return []
+    base = dict(request.query_params)
+    links = []
+    if offset > 0:
+        prev = dict(base, offset=str(max(0, offset - limit)), limit=str(limit))
+        links.append(f'<{request.url.path}?{urlencode(sorted(prev.items()), safe=",;:()|")}>; rel="prev";'
+                     f'type="application/json"')
+    more = (offset + returned < count) if count is not None else returned == limit
+    if more and returned > 0:
+        nxt = dict(base, offset=str(offset + limit), limit=str(limit))
+        links.append(f'<{request.url.path}?{urlencode(sorted(nxt.items()), safe=",;:()|")}>; rel="next";'
+                     f'type="application/json"')
+    return links
+
+
+async def retrieve_entity(request: Request) -> Response:
+    tenant = await http.require_tenant(request, request.app.state.store)
+    eid = request.path_params["entity_id"]
+    media = http.negotiate(request, geo=True)
+    ctx = await http.request_context(request)
+    p = request.query_params
+    view = params.make_view(p, ctx)
+    ent = await _svc(request).retrieve(tenant, eid)
+    if view.attrs is not None and view.pick_members != {"__none__"} and "pick" not in p:
+        if not any(a in ent["attrs"] for a in view.attrs) and p.get("attrs"):
+            raise ResourceNotFound(f"entity {eid} has none of the requested attributes")
+    if "type" in p:
+        types = params.parse_type_expression(p["type"], ctx)
+        if not any(g <= set(ent["type"]) for g in types):
+            raise ResourceNotFound(f"entity {eid} is not of type {p['type']}")
+    return http.respond(render_one(ent, view, media), ctx, media, tenant=tenant or None)
+
+
+async def delete_entity(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    await _svc(request).delete(tenant, request.path_params["entity_id"])
+    return http.empty(204, tenant=tenant or None)
+
+
+async def replace_entity(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    eid = request.path_params["entity_id"]
+    body, ctype = await http.read_json(request, _limit(request))
+    ctx = await http.request_context(request, body, ctype)
+    if isinstance(body, dict):
+        if "id" in body and body["id"] != eid:
+            raise BadRequestData("the id in the payload differs from the one in the URL")
+        body = dict(body, id=eid)
+    ent = parse_entity(body, ctx)
+    await _svc(request).replace(tenant, ent)
+    return http.empty(204, tenant=tenant or None)
+
+
+async def merge_entity(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    eid = request.path_params["entity_id"]
+    body, ctype = await http.read_json(request, _limit(request), merge_patch=True)
+    ctx = await http.request_context(request, body, ctype)
+    if isinstance(body, dict) and "id" in body and body["id"] != eid:
+        raise BadRequestData("the id in the payload differs from the one in the URL")
+    frag = parse_fragment(body, ctx, allow_null=True)
+    if not frag["attrs"] and "type" not in frag and "scope" not in frag:
+        raise BadRequestData("nothing to merge")
+    await _svc(request).merge(tenant, eid, frag)
+    return http.empty(204, tenant=tenant or None)
+
+
+def _report_response(report: AttrReport, view_ctx: Any, tenant: str) -> Response:
+    if not report.not_updated:
+        return http.empty(204, tenant=tenant or None)
+    body = {"updated": [view_ctx.compact(a) for a in report.updated],
+            "notUpdated": [{"attributeName": view_ctx.compact(a), "reason": r} for a, r in report.not_updated]}
+    return http.respond(body, view_ctx, http.JSON, status=207, tenant=tenant or None)
+
+
+async def append_attrs(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    eid = request.path_params["entity_id"]
+    p = request.query_params
+    opts = params.options_of(p)
+    if opts - {"noOverwrite"}:
+        raise BadRequestData(f"unknown option(s): {', '.join(sorted(opts - {'noOverwrite'}))}")
+    body, ctype = await http.read_json(request, _limit(request))
+    ctx = await http.request_context(request, body, ctype)
+    frag = parse_fragment(body, ctx)
+    if not frag["attrs"] and "type" not in frag and "scope" not in frag:
+        raise BadRequestData("no attributes to append")
+    report = await _svc(request).append_attrs(tenant, eid, frag, no_overwrite="noOverwrite" in opts)
+    return _report_response(report, ctx, tenant)
+
+
+async def update_attrs(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    eid = request.path_params["entity_id"]
+    body, ctype = await http.read_json(request, _limit(request), merge_patch=True)
+    ctx = await http.request_context(request, body, ctype)
+    frag = parse_fragment(body, ctx)
+    if not frag["attrs"]:
+        raise BadRequestData("no attributes to update")
+    report = await _svc(request).update_attrs(tenant, eid, frag)
+    return _report_response(report, ctx, tenant)
+
+
+async def _attr_payload(request: Request, merge_patch: bool = False) -> tuple[str, str, str, list[Any], Any]:
+    tenant = http.tenant_of(request)
+    eid = request.path_params["entity_id"]
+    body, ctype = await http.read_json(request, _limit(request), merge_patch=merge_patch)
+    ctx = await http.request_context(request, body, ctype)
+    name = request.path_params["attr"]
+    if isinstance(body, dict):
+        body = {k: v for k, v in body.items() if k != "@context"}
+    insts = parse_attribute(name, body, ctx, allow_null=True)
+    return tenant, eid, ctx.expand(name), insts, ctx
+
+
+async def partial_update_attr(request: Request) -> Response:
+    tenant, eid, attr, insts, _ = await _attr_payload(request, merge_patch=True)
+    await _svc(request).partial_update_attr(tenant, eid, attr, insts)
+    return http.empty(204, tenant=tenant or None)
+
+
+async def replace_attr(request: Request) -> Response:
+    tenant, eid, attr, insts, _ = await _attr_payload(request)
+    await _svc(request).replace_attr(tenant, eid, attr, insts)
+    return http.empty(204, tenant=tenant or None)
+
+
+async def delete_attr(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    eid = request.path_params["entity_id"]
+    ctx = await http.request_context(request)
+    p = request.query_params
+    delete_all = params.parse_bool(p, "deleteAll")
+    dataset_id = p.get("datasetId")
+    if delete_all and dataset_id:
+        raise BadRequestData("datasetId and deleteAll cannot be used together")
+    await _svc(request).delete_attr(tenant, eid, ctx.expand(request.path_params["attr"]), dataset_id=dataset_id,
+                                    delete_all=delete_all)
+    return http.empty(204, tenant=tenant or None)
+
+
+routes = [
+    Route("/entities", create_entity, methods=["POST"]),
+    Route("/entities", query_entities, methods=["GET"]),
+    Route("/entities/{entity_id:path}/attrs/{attr}", partial_update_attr, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}/attrs/{attr}", replace_attr, methods=["PUT"]),
+    Route("/entities/{entity_id:path}/attrs/{attr}", delete_attr, methods=["DELETE"]),
+    Route("/entities/{entity_id:path}/attrs", append_attrs, methods=["POST"]),
+    Route("/entities/{entity_id:path}/attrs", update_attrs, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}", retrieve_entity, methods=["GET"]),
+    Route("/entities/{entity_id:path}", delete_entity, methods=["DELETE"]),
+    Route("/entities/{entity_id:path}", replace_entity, methods=["PUT"]),
+    Route("/entities/{entity_id:path}", merge_entity, methods=["PATCH"]),
+]

@@ -1,0 +1,163 @@
+"""The storage interface: every backend implements exactly this, and nothing else reaches a table.
+
+The contract is deliberately small:
+
+* **reads** — ``get`` one entity, ``query`` with an :class:`EntityQuery` (every query
+  option the API has is a typed field here, so a backend cannot silently ignore one);
+* **writes** — ``mutate``: a list of :class:`Mutation` (entity id + a pure function
+  from the current entity to the new one). The backend runs the functions *inside one
+  transaction* in its writer, so read-modify-write never races, a batch sees its own
+  earlier writes, and (later) temporal instances and notification outbox rows are
+  written in the same transaction as the state they describe.
+
+Exact filtering (q, scopeQ, geo predicates) is shared here in :meth:`EntityQuery.matches`;
+backends pre-filter with their indexes and report whether the pre-filter was exact.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol
+
+from urbanmim.ngsild.entity import Entity
+
+UNCHANGED = object()   # a mutation's "nothing to write" answer
+
+
+class QExprLike(Protocol):
+    def matches(self, entity: Entity) -> bool: ...
+
+
+@dataclass
+class EntityQuery:
+    """Every filter the NGSI-LD query API can express, already parsed and expanded."""
+
+    tenant: str
+    ids: list[str] | None = None
+    id_pattern: str | None = None
+    types: list[frozenset[str]] | None = None   # OR of AND-groups of expanded type IRIs
+    attrs: set[str] | None = None                # entity must have at least one of these
+    q: Any = None                                # qlang.QExpr
+    scope_q: Any = None                          # qlang.ScopeExpr
+    geo: Any = None                              # geo.GeoQuery
+    limit: int = 20
+    offset: int = 0
+    count: bool = False
+    _id_re: re.Pattern[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.id_pattern is not None:
+            self._id_re = re.compile(self.id_pattern)
+
+    @property
+    def needs_exact_filter(self) -> bool:
+        """True when some condition can only be decided on the decoded entity."""
+        return bool(self.q or self.scope_q or self.geo or (self.types and any(len(g) > 1 for g in self.types)))
+
+    def matches(self, ent: Entity) -> bool:
+        if self.ids is not None and ent["id"] not in self.ids:
+            return False
+        if self._id_re is not None and not self._id_re.search(ent["id"]):
+            return False
+        if self.types is not None:
+            etypes = set(ent["type"])
+            if not any(g <= etypes for g in self.types):
+                return False
+        if self.attrs is not None and not any(a in ent["attrs"] for a in self.attrs):
+            return False
+        if self.scope_q is not None and not self.scope_q.matches(ent):
+            return False
+        if self.q is not None and not self.q.matches(ent):
+            return False
+        if self.geo is not None and not self.geo.matches(ent):
+            return False
+        return True
+
+
+@dataclass
+class QueryResult:
+    entities: list[Entity]
+    count: int | None = None
+
+
+MutationFn = Callable[[Entity | None], tuple[Any, Any]]
+
+
+@dataclass
+class Mutation:
+    """Change one entity: ``fn(current or None) -> (new entity | None to delete | UNCHANGED, result)``.
+
+    ``fn`` may raise an ``NgsiError``; that mutation then fails alone (its result is the
+    error) and the others in the same call still commit.
+    """
+
+    entity_id: str
+    fn: MutationFn
+
+
+@dataclass
+class Outcome:
+    entity_id: str
+    result: Any = None
+    error: Exception | None = None
+
+
+@dataclass
+class TypeInfo:
+    type: str
+    count: int
+    attrs: dict[str, set[str]]   # attribute IRI -> attribute types seen (Property, Relationship...)
+
+
+@dataclass
+class AttributeInfo:
+    attr: str
+    count: int
+    attr_types: set[str]
+    type_names: set[str]
+
+
+class Store(ABC):
+    """One storage backend (SQLite, PostgreSQL...)."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def tenant_exists(self, tenant: str) -> bool: ...
+
+    @abstractmethod
+    async def tenants(self) -> list[str]: ...
+
+    @abstractmethod
+    async def get(self, tenant: str, entity_id: str) -> Entity | None: ...
+
+    @abstractmethod
+    async def get_many(self, tenant: str, entity_ids: Iterable[str]) -> dict[str, Entity]: ...
+
+    @abstractmethod
+    async def query(self, query: EntityQuery) -> QueryResult: ...
+
+    @abstractmethod
+    async def mutate(self, tenant: str, mutations: list[Mutation]) -> list[Outcome]: ...
+
+    @abstractmethod
+    async def type_info(self, tenant: str) -> list[TypeInfo]: ...
+
+    @abstractmethod
+    async def attribute_info(self, tenant: str) -> list[AttributeInfo]: ...
+
+    # ---- hosted JSON-LD contexts (global, not per tenant) ---------------------------------
+    @abstractmethod
+    async def save_context(self, cid: str, url: str, document: Any, created_at: str) -> None: ...
+
+    @abstractmethod
+    async def delete_context(self, cid: str) -> None: ...
+
+    @abstractmethod
+    async def load_contexts(self) -> list[tuple[str, str, Any, str]]: ...
