@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
@@ -62,6 +63,20 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return problem_response(InternalError("an unexpected error occurred; it has been logged"))
 
 
+class StripTrailingSlash:
+    """``/entityOperations/upsert/`` is the same resource as without the slash (some clients add it)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                scope = dict(scope, path=path.rstrip("/") or "/")
+        await self.app(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
     settings = settings or Settings()
     store = store or open_store(settings)
@@ -82,6 +97,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         routes=[Mount("/ngsi-ld/v1", routes=api), Route("/", info.home)],
         exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _unexpected},
         lifespan=lifespan,
+        middleware=[Middleware(StripTrailingSlash)],
     )
     app.state.settings = settings
     app.state.store = store
