@@ -321,27 +321,46 @@ class SQLiteStore(Store):
                 out[ent["id"]] = ent
         return out
 
-    def _where(self, q: EntityQuery, tid: int) -> tuple[str, list[Any]] | None:
-        """SQL pre-filter for a query; None when it provably matches nothing."""
-        where = ["e.tid=?"]
-        args: list[Any] = [tid]
-        if q.ids is not None:
-            where.append(f"e.id IN ({','.join('?' * len(q.ids))})")
-            args.extend(q.ids)
+    def _plan(self, q: EntityQuery, tid: int) -> tuple[str, list[Any], bool] | None:
+        """FROM/WHERE of a query, driven by the most selective index; None when nothing can match.
+
+        Why not ``rid IN (subquery)`` for every filter: SQLite materialises such a subquery,
+        i.e. every rid of a 100k-entity type on each query. Instead the driver is the id
+        index (``id=``), else the type index (its primary key is in rid order, so paging
+        needs no sort), else the tenant's entities; the other filters are correlated
+        EXISTS checks that stop at the first hit. Returns (sql, args, needs_distinct).
+        """
+        args: list[Any] = []
+        where: list[str] = []
+        type_ids: list[int] = []
         if q.types is not None:
             wanted = {t for g in q.types for t in g}
-            ids = [self._term(t) for t in wanted]
-            ids = [i for i in ids if i is not None]
-            if not ids:
+            type_ids = [i for i in (self._term(t) for t in wanted) if i is not None]
+            if not type_ids:
                 return None
-            where.append(f"e.rid IN (SELECT rid FROM etypes WHERE tid=? AND type_id IN ({','.join('?' * len(ids))}))")
-            args.extend([tid, *ids])
+        distinct = False
+        if q.ids is None and type_ids:
+            source = "etypes t JOIN entities e ON e.rid=t.rid"
+            where.append(f"t.tid=? AND t.type_id IN ({','.join('?' * len(type_ids))})")
+            args.extend([tid, *type_ids])
+            distinct = len(type_ids) > 1
+        else:
+            source = "entities e"
+            where.append("e.tid=?")
+            args.append(tid)
+            if q.ids is not None:
+                where.append(f"e.id IN ({','.join('?' * len(q.ids))})")
+                args.extend(q.ids)
+            if type_ids:
+                where.append(f"EXISTS(SELECT 1 FROM etypes t WHERE t.rid=e.rid AND t.tid=? AND t.type_id IN "
+                             f"({','.join('?' * len(type_ids))}))")
+                args.extend([tid, *type_ids])
         if q.attrs is not None:
             ids = [i for i in (self._term(a) for a in q.attrs) if i is not None]
             if not ids:
                 return None
-            where.append(f"e.rid IN (SELECT rid FROM eattrs WHERE tid=? AND attr_id IN ({','.join('?' * len(ids))}))")
-            args.extend([tid, *ids])
+            where.append(f"EXISTS(SELECT 1 FROM eattrs a WHERE a.rid=e.rid AND a.attr_id IN ({','.join('?' * len(ids))}))")
+            args.extend(ids)
         if q.geo is not None:
             box = q.geo.search_bbox()
             if box is not None:
@@ -352,29 +371,31 @@ class SQLiteStore(Store):
                 where.append("e.rid IN (SELECT g.rid FROM geoidx r JOIN geomap g ON g.gid=r.gid "
                              "WHERE r.minx<=? AND r.maxx>=? AND r.miny<=? AND r.maxy>=? AND g.attr_id=?)")
                 args.extend([maxx, minx, maxy, miny, aid])
-        return " AND ".join(where), args
+        return f"{source} WHERE {' AND '.join(where)}", args, distinct
 
     async def query(self, query: EntityQuery) -> QueryResult:
         tid = self._tid(query.tenant)
         if tid is None:
             return QueryResult([], 0 if query.count else None)
-        built = self._where(query, tid)
-        if built is None:
+        plan = self._plan(query, tid)
+        if plan is None:
             return QueryResult([], 0 if query.count else None)
-        where, args = built
+        body, args, distinct = plan
         conn = self.rconn
+        select = "SELECT DISTINCT e.rid, e.doc" if distinct else "SELECT e.rid, e.doc"
         exact = query.needs_exact_filter or query.id_pattern is not None
         if not exact:
             count = None
             if query.count:
-                count = conn.execute(f"SELECT count(*) FROM entities e WHERE {where}", args).fetchone()[0]
-            rows = conn.execute(f"SELECT doc FROM entities e WHERE {where} ORDER BY e.rid LIMIT ? OFFSET ?",
+                what = "count(DISTINCT e.rid)" if distinct else "count(*)"
+                count = conn.execute(f"SELECT {what} FROM {body}", args).fetchone()[0]
+            rows = conn.execute(f"{select} FROM {body} ORDER BY e.rid LIMIT ? OFFSET ?",
                                 (*args, query.limit, query.offset)) if query.limit > 0 else []
-            return QueryResult([orjson.loads(r[0]) for r in rows], count)
+            return QueryResult([orjson.loads(r[1]) for r in rows], count)
         out: list[Entity] = []
         seen = 0
         end = query.offset + query.limit
-        for (doc,) in conn.execute(f"SELECT doc FROM entities e WHERE {where} ORDER BY e.rid", args):
+        for _rid, doc in conn.execute(f"{select} FROM {body} ORDER BY e.rid", args):
             ent = orjson.loads(doc)
             if not query.matches(ent):
                 continue
