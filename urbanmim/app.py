@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,7 +21,7 @@ from starlette.routing import Mount, Route
 
 from urbanmim.errors import InternalError, InvalidRequest, MethodNotAllowed, NgsiError, ResourceNotFound
 from urbanmim.ngsild.contexts import ContextRegistry, StoredContext
-from urbanmim.ngsild.http import problem_response
+from urbanmim.ngsild.http import allowed_params, known_params, problem_response
 from urbanmim.ngsild.routes import batch, discovery, entities, info, jsonld_contexts
 from urbanmim.service.entities import EntityService
 from urbanmim.settings import Settings
@@ -77,6 +78,17 @@ class StripTrailingSlash:
         await self.app(scope, receive, send)
 
 
+def _guard_params(routes: list[Any]) -> list[Any]:
+    """Each route whose URI parameters are known rejects undefined ones (wrapped once, here)."""
+    out = []
+    for r in routes:
+        allowed = allowed_params(r.methods or (), r.path) if isinstance(r, Route) else None
+        if allowed is not None:
+            r = Route(r.path, known_params(r.endpoint, allowed), methods=sorted(r.methods - {"HEAD"}), name=r.name)
+        out.append(r)
+    return out
+
+
 def create_app(settings: Settings | None = None, store: Store | None = None) -> Starlette:
     settings = settings or Settings()
     store = store or open_store(settings)
@@ -92,7 +104,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         finally:
             await store.close()
 
-    api = [*entities.routes, *batch.routes, *discovery.routes, *jsonld_contexts.routes, *info.routes]
+    api = _guard_params([*entities.routes, *batch.routes, *discovery.routes, *jsonld_contexts.routes, *info.routes])
     app = Starlette(
         routes=[Mount("/ngsi-ld/v1", routes=api), Route("/", info.home)],
         exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _unexpected},

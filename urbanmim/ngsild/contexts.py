@@ -20,14 +20,15 @@ import hashlib
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import httpx
 import orjson
 from pyld import jsonld
 
-from urbanmim.errors import BadRequestData, LdContextNotAvailable
+from urbanmim.errors import BadRequestData, LdContextNotAvailable, NgsiError
 from urbanmim.ngsild.core_context import CORE_CONTEXT, CORE_CONTEXT_URL
 from urbanmim.ngsild.entity import DEFAULT_VOCAB
 
@@ -73,6 +74,7 @@ class TermMap:
     urls: list[str] = field(default_factory=list)      # the context as the client referenced it (for output)
     inline: Any = None                                  # the @context value as sent (for ld+json output)
     reverse: dict[str, str] = field(default_factory=dict)
+    sources: list[StoredContext] = field(default_factory=list)  # hosted/cached documents it was built from
     _ecache: dict[str, str] = field(default_factory=dict)
     _ccache: dict[str, str] = field(default_factory=dict)
 
@@ -180,17 +182,22 @@ class ContextRegistry:
 
     # ---- fetching -------------------------------------------------------------------------
     def _http_fetch(self, url: str) -> Any:
+        """GET a remote @context document (clause 5.5.6).
+
+        Could not be retrieved (network error, timeout, non-2xx) → 503 LdContextNotAvailable;
+        retrieved but not JSON → 400 BadRequestData: the context exists, it is just invalid.
+        """
         try:
             with httpx.Client(timeout=self.timeout, follow_redirects=True) as client:
                 r = client.get(url, headers={"Accept": "application/ld+json, application/json"})
         except httpx.HTTPError as e:
             raise LdContextNotAvailable(f"@context {url} could not be retrieved: {type(e).__name__}") from None
-        if r.status_code != 200:
+        if not 200 <= r.status_code < 300:
             raise LdContextNotAvailable(f"@context {url} could not be retrieved: HTTP {r.status_code}")
         try:
             return orjson.loads(r.content)
         except orjson.JSONDecodeError:
-            raise LdContextNotAvailable(f"@context {url} is not JSON") from None
+            raise BadRequestData(f"@context {url} is not a JSON document") from None
 
     def hosted_id(self, url: str) -> str | None:
         i = url.find(HOSTED_PATH)
@@ -200,28 +207,34 @@ class ContextRegistry:
                 return cid
         return None
 
-    def load_document(self, url: str) -> Any:
-        """The @context value behind a URL: core → {}, hosted/cached → stored, else fetched once."""
-        if is_core_url(url):
-            return {}
+    def stored(self, url: str) -> StoredContext | None:
+        """The hosted or cached context a URL names (a hosted one under any host/base), if any."""
         with self._lock:
-            stored = self.documents.get(url)
-            if stored is None:
+            found = self.documents.get(url)
+            if found is None:
                 cid = self.hosted_id(url)
                 if cid is not None:
-                    stored = next((c for c in self.documents.values() if c.id == cid), None)
-            if stored is not None:
-                stored.uses += 1
-                stored.last_used_at = _now()
-                return stored.document
+                    found = next((c for c in self.documents.values() if c.id == cid), None)
+            return found
+
+    def load_document(self, url: str) -> Any:
+        """The @context value behind a URL: core → {}, hosted/cached → stored, else fetched once.
+
+        Hits are not counted here: a term map is built once and reused, so usage is
+        counted per request in :meth:`resolve`.
+        """
+        if is_core_url(url):
+            return {}
+        known = self.stored(url)
+        if known is not None:
+            return known.document
         doc = self._fetch(url)
         if not isinstance(doc, dict) or "@context" not in doc:
-            raise LdContextNotAvailable(f"{url} does not hold a JSON-LD @context")
+            raise BadRequestData(f"{url} does not hold a JSON-LD @context (no @context member)")
         value = doc["@context"]
         with self._lock:
             self.documents[url] = StoredContext(id=hashlib.sha1(url.encode()).hexdigest()[:16], url=url,
-                                                kind="Cached", document=value, created_at=_now(),
-                                                last_used_at=_now(), uses=1)
+                                                kind="Cached", document=value, created_at=_now())
         return value
 
     # ---- resolution -----------------------------------------------------------------------
@@ -242,12 +255,13 @@ class ContextRegistry:
                    "contextResolver": jsonld.ContextResolver({}, self._pyld_loader)}
         try:
             active = proc.process_context(proc._get_initial_context(options), user, options)
-        except LdContextNotAvailable:
+        except NgsiError:
             raise
         except jsonld.JsonLdError as e:
-            cause = e
+            # PyLD wraps what the document loader raised: keep our own error (503 vs 400)
+            cause: BaseException | None = e
             while cause is not None:
-                if isinstance(cause, LdContextNotAvailable):
+                if isinstance(cause, NgsiError):
                     raise cause from None
                 cause = getattr(cause, "cause", None) or cause.__cause__
             code = getattr(e, "code", "") or ""
@@ -289,6 +303,7 @@ class ContextRegistry:
                 self._maps.move_to_end(key)
                 return tm
         tm = self._build(value)
+        tm.sources = [c for c in (self.stored(u) for u in tm.urls if not is_core_url(u)) if c is not None]
         with self._lock:
             self._maps[key] = tm
             while len(self._maps) > self.max_cached:
@@ -296,16 +311,23 @@ class ContextRegistry:
         return tm
 
     async def resolve(self, value: Any) -> TermMap:
+        """Like :meth:`resolve_sync`, off the event loop when it has to fetch; counts a hit per use."""
         if value is None:
             return CORE
         tm = self.cached(value)
-        if tm is not None:
-            return tm
-        import anyio.to_thread
-        return await anyio.to_thread.run_sync(self.resolve_sync, value)
+        if tm is None:
+            import anyio.to_thread
+            tm = await anyio.to_thread.run_sync(self.resolve_sync, value)
+        if tm.sources:
+            now = _now()
+            for c in tm.sources:
+                c.uses += 1
+                c.last_used_at = now
+        return tm
 
     def forget(self, url: str) -> None:
         """Drop every cached term map built from ``url`` (after a hosted/cached context changes)."""
         with self._lock:
-            for key in [k for k, tm in self._maps.items() if url in tm.urls]:
+            for key in [k for k, tm in self._maps.items()
+                        if url in tm.urls or any(c.url == url for c in tm.sources)]:
                 del self._maps[key]

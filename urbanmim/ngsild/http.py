@@ -4,13 +4,17 @@ Routes stay thin by calling these helpers: :func:`read_json` (size limit, media 
 JSON), :func:`request_context` (Link header or body @context → TermMap),
 :func:`negotiate` (Accept → json / ld+json / geo+json) and :func:`respond` (orjson body
 plus the Link header or @context the spec asks for). :func:`problem_response` is the
-only place an error becomes an HTTP answer.
+only place an error becomes an HTTP answer. :data:`QUERY_PARAMS` says which URI
+parameters each operation defines; ``app.py`` wraps the routes once at start-up with
+:func:`known_params` so any other parameter is a 400 InvalidRequest before the handler runs.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -38,6 +42,73 @@ LINK_REL = "http://www.w3.org/ns/json-ld#context"
 TENANT_HEADER = "NGSILD-Tenant"
 DEFAULT_TENANT = ""
 _LINK_RE = re.compile(r"<([^>]*)>")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _params(*names: str) -> frozenset[str]:
+    return frozenset(names)
+
+
+# URI parameters per operation (ETSI GS CIM 009 V1.9.1 clause 6, "URI parameters" of each
+# resource; ``local`` is accepted everywhere the distributed-operation flag applies).
+# Keyed by (HTTP method, route path as declared in routes/). A route without an entry is
+# not checked, so a new route is never broken by this table — only left unguarded.
+_QUERY = _params("id", "type", "idPattern", "attrs", "pick", "omit", "q", "csf", "georel", "geometry",
+                 "coordinates", "geoproperty", "geometryProperty", "lang", "scopeQ", "options", "format",
+                 "limit", "offset", "count", "local", "datasetId", "join", "joinLevel", "containedBy",
+                 "entityMap", "expandValues")
+_RETRIEVE = _params("type", "attrs", "pick", "omit", "geometryProperty", "lang", "options", "format", "local",
+                    "datasetId", "join", "joinLevel", "containedBy", "entityMap", "expandValues")
+_WRITE = _params("type", "local", "options", "observedAt", "lang", "format")
+_E = "/entities/{entity_id:path}"
+QUERY_PARAMS: dict[tuple[str, str], frozenset[str]] = {
+    ("POST", "/entities"): _params("local"),
+    ("GET", "/entities"): _QUERY,
+    ("GET", _E): _RETRIEVE,
+    ("DELETE", _E): _params("type", "local"),
+    ("PUT", _E): _WRITE,
+    ("PATCH", _E): _WRITE,
+    ("POST", _E + "/attrs"): _WRITE,
+    ("PATCH", _E + "/attrs"): _WRITE,
+    ("PATCH", _E + "/attrs/{attr}"): _WRITE,
+    ("PUT", _E + "/attrs/{attr}"): _WRITE,
+    ("DELETE", _E + "/attrs/{attr}"): _params("type", "local", "datasetId", "deleteAll", "lang"),
+    ("GET", "/types"): _params("details", "local"),
+    ("GET", "/types/{type:path}"): _params("local"),
+    ("GET", "/attributes"): _params("details", "type", "local"),
+    ("GET", "/attributes/{attr:path}"): _params("local"),
+    **{("POST", f"/entityOperations/{op}"): _params("options", "local")
+       for op in ("create", "upsert", "update", "merge", "delete")},
+    ("POST", "/jsonldContexts"): _params(),
+    ("GET", "/jsonldContexts"): _params("details", "kind"),
+    ("GET", "/jsonldContexts/{cid:path}"): _params("details"),
+    ("DELETE", "/jsonldContexts/{cid:path}"): _params("reload"),
+    ("GET", "/info/sourceIdentity"): _params(),
+}
+
+
+def allowed_params(methods: Iterable[str], path: str) -> frozenset[str] | None:
+    """The URI parameters a route defines, or None when the table does not know the route."""
+    for m in methods:
+        if m != "HEAD":
+            return QUERY_PARAMS.get((m, path))
+    return None
+
+
+def known_params(endpoint: Endpoint, allowed: frozenset[str]) -> Endpoint:
+    """Wrap ``endpoint`` so an undefined URI parameter is 400 InvalidRequest (clause 6.3.20)."""
+
+    @functools.wraps(endpoint)
+    async def checked(request: Request) -> Response:
+        qp = request.query_params
+        if qp:
+            unknown = [k for k in qp.keys() if k not in allowed]
+            if unknown:
+                raise InvalidRequest(f"unknown query parameter(s) for this operation: {', '.join(sorted(unknown))}")
+        return await endpoint(request)
+
+    return checked
 
 
 def problem_response(err: NgsiError, tenant: str | None = None) -> Response:

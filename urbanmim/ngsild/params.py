@@ -8,13 +8,14 @@ and reject bad input with the same clear 400.
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from urbanmim.errors import BadRequestData, InvalidRequest, TooManyResults
 from urbanmim.ngsild.contexts import TermMap
 from urbanmim.ngsild.entity import LOCATION
 from urbanmim.ngsild.payload import is_uri
-from urbanmim.ngsild.render import View
+from urbanmim.ngsild.render import CORE_MEMBERS, Projection, View, apply_projection
 from urbanmim.store.base import EntityQuery
 
 MAX_LIMIT = 1000
@@ -102,12 +103,13 @@ def representation(params: Mapping[str, str], *, allowed_extra: frozenset[str] =
     known = {"keyValues", "concise", "normalized", "sysAttrs", "simplified"} | allowed_extra
     unknown = opts - known
     if unknown:
-        raise BadRequestData(f"unknown option(s): {', '.join(sorted(unknown))}")
+        # a malformed parameter value, not bad NGSI-LD content (clause 6.3.7, 6.3.20)
+        raise InvalidRequest(f"unknown option(s): {', '.join(sorted(unknown))}")
     fmt = "normalized"
     if "format" in params:
         f = params["format"]
         if f not in _FORMAT_ALIASES:
-            raise BadRequestData(f"unknown format {f!r}")
+            raise InvalidRequest(f"unknown format {f!r}")
         fmt = _FORMAT_ALIASES[f]
     else:
         chosen = [o for o in ("keyValues", "simplified", "concise", "normalized") if o in opts]
@@ -118,27 +120,108 @@ def representation(params: Mapping[str, str], *, allowed_extra: frozenset[str] =
     return fmt, "sysAttrs" in opts
 
 
+_PROJ_NAME = re.compile(r"[^\s,{};()<>\"'=|\[\]]+")
+
+
+def parse_projection(text: str, ctx: TermMap, name: str = "pick") -> Projection:
+    """``pick`` / ``omit`` (clause 4.21): ``a,b,rel{c,rel2{d}}`` → a tree of expanded names.
+
+    Core members (id, type, scope) stay as they are; attribute names are expanded.
+    Any syntax error (stray separator, unbalanced or empty braces, forbidden
+    character) is a 400 BadRequestData.
+    """
+    pos = 0
+
+    def bad(why: str) -> BadRequestData:
+        return BadRequestData(f"invalid {name} expression {text!r}: {why}")
+
+    def parse_list(depth: int) -> Projection:
+        nonlocal pos
+        out: Projection = {}
+        while True:
+            m = _PROJ_NAME.match(text, pos)
+            if not m:
+                raise bad(f"attribute name expected at position {pos}")
+            term = m.group(0)
+            pos = m.end()
+            key = term if term in CORE_MEMBERS else ctx.expand(term)
+            sub: Projection | None = None
+            if pos < len(text) and text[pos] == "{":
+                if term in CORE_MEMBERS:
+                    raise bad(f"{term} cannot select a linked entity")
+                pos += 1
+                sub = parse_list(depth + 1)
+                if pos >= len(text) or text[pos] != "}":
+                    raise bad("unclosed brace")
+                pos += 1
+            out[key] = sub
+            if pos >= len(text):
+                if depth:
+                    raise bad("unclosed brace")
+                return out
+            ch = text[pos]
+            if ch == ",":
+                pos += 1
+                continue
+            if ch == "}" and depth:
+                return out
+            raise bad(f"unexpected {ch!r} at position {pos}")
+
+    if not text:
+        raise bad("empty")
+    return parse_list(0)
+
+
+def _has_nested(tree: Projection | None) -> bool:
+    return tree is not None and any(v is not None for v in tree.values())
+
+
 def make_view(params: Mapping[str, str], ctx: TermMap, *, allowed_extra: frozenset[str] = frozenset()) -> View:
     fmt, sys_attrs = representation(params, allowed_extra=allowed_extra)
     view = View(ctx=ctx, fmt=fmt, sys_attrs=sys_attrs, lang=params.get("lang"))
     attrs = split_list(params.get("attrs"))
-    pick = split_list(params.get("pick"))
-    omit = split_list(params.get("omit"))
-    if pick is not None and omit is not None:
-        raise BadRequestData("pick and omit cannot be used together")
+    pick = parse_projection(params["pick"], ctx, "pick") if "pick" in params else None
+    omit = parse_projection(params["omit"], ctx, "omit") if "omit" in params else None
     if pick is not None and attrs is not None:
         raise BadRequestData("pick and attrs cannot be used together")
+    if omit is not None and attrs is not None:
+        raise BadRequestData("omit and attrs cannot be used together")
+    if pick is not None and omit is not None:
+        both = sorted(k for k in pick if k in omit)
+        if both:
+            raise BadRequestData(f"{', '.join(both)} cannot be both picked and omitted")
     if attrs is not None:
         view.attrs = {ctx.expand(a) for a in attrs}
-    if pick is not None:
-        members = {p for p in pick if p in ("id", "type", "scope")}
-        view.pick_members = members or {"__none__"}
-        view.attrs = {ctx.expand(p) for p in pick if p not in ("id", "type", "scope")}
-    if omit is not None:
-        view.omit = {o if o in ("id", "type", "scope") else ctx.expand(o) for o in omit}
+    view.join, view.join_level = join_of(params)
+    if (_has_nested(pick) or _has_nested(omit)) and view.join is None:
+        raise BadRequestData("selecting linked entity members with {...} needs join=inline or join=flat")
+    apply_projection(view, pick, omit)
     gp = params.get("geometryProperty")
     view.geometry_property = ctx.expand(gp) if gp else LOCATION
+    ds = split_list(params.get("datasetId"))
+    if ds is not None:
+        for d in ds:
+            if d != "@none" and not is_uri(d):
+                raise BadRequestData(f"datasetId {d!r} is not a URI")
+        view.dataset_ids = frozenset(ds)
     return view
+
+
+def join_of(params: Mapping[str, Any]) -> tuple[str | None, int]:
+    """``join`` (flat | inline | @none) and ``joinLevel`` (default 1) of clause 4.5.23."""
+    join = params.get("join")
+    if join in (None, "", "@none"):
+        join = None
+    elif join not in ("flat", "inline"):
+        raise BadRequestData(f"join must be flat, inline or @none, got {join!r}")
+    level_raw = params.get("joinLevel")
+    level = 1
+    if level_raw not in (None, ""):
+        text = str(level_raw).strip()
+        if not re.fullmatch(r"\d+", text) or int(text) < 1:
+            raise BadRequestData(f"joinLevel must be a positive integer, got {level_raw!r}")
+        level = int(text)
+    return join, level
 
 
 def parse_int(params: Mapping[str, str], name: str, default: int) -> int:
@@ -184,17 +267,22 @@ def entity_query(params: Mapping[str, str], ctx: TermMap, tenant: str, *, requir
     if "type" in params and not params["type"]:
         raise BadRequestData("type must not be empty")
     attrs_list = split_list(params.get("attrs"))
-    pick = split_list(params.get("pick"))
+    if attrs_list is not None:
+        reserved = [a for a in attrs_list if a in CORE_MEMBERS or a.startswith("@")]
+        if reserved:
+            raise BadRequestData(f"{', '.join(reserved)} are entity members, not attribute names")
+    # pick/omit only project the result (clause 4.21); they never filter entities
     attrs = {ctx.expand(a) for a in attrs_list} if attrs_list else None
-    if attrs is None and pick:
-        attrs = {ctx.expand(p) for p in pick if p not in ("id", "type", "scope")} or None
     q = parse_q(params["q"], ctx.expand) if params.get("q") else None
     scope_q = parse_scope_q(params["scopeQ"]) if params.get("scopeQ") else None
     geo = parse_geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
                           params.get("geoproperty"), ctx.expand)
-    if require_filter and types is None and attrs is None and q is None and geo is None and ids is None \
-            and id_pattern is None and scope_q is None:
-        raise BadRequestData("a query needs at least one of type, id, idPattern, attrs, q, scopeQ or a geo-query")
+    local = parse_bool(params, "local")
+    # clause 5.7.2.4: an id list alone is not enough, a query needs type, attrs, q, a
+    # geo-query (or scopeQ) — or local=true to ask for everything this broker holds
+    if require_filter and types is None and attrs is None and q is None and geo is None \
+            and scope_q is None and not local:
+        raise BadRequestData("a query needs at least one of type, attrs, q, scopeQ, a geo-query or local=true")
     limit = parse_int(params, "limit", DEFAULT_LIMIT)
     offset = parse_int(params, "offset", 0)
     count = parse_bool(params, "count")

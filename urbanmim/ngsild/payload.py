@@ -12,7 +12,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from urbanmim.errors import BadRequestData
+from urbanmim.errors import BadRequestData, InvalidRequest
 from urbanmim.ngsild.contexts import TermMap
 from urbanmim.ngsild.entity import (
     ATTRIBUTE_TYPES,
@@ -61,8 +61,17 @@ def check_entity_id(value: Any) -> str:
 
 
 def check_attr_name(name: str) -> None:
-    if not name or _BAD_NAME.search(name):
+    """Attribute names must be usable in q and URLs, and never a JSON-LD keyword (``@...``)."""
+    if not name or _BAD_NAME.search(name) or name.startswith("@"):
         raise BadRequestData(f"attribute name {name!r} is not allowed")
+
+
+def _check_iri(iri: str, what: str, term: str) -> str:
+    """An expanded term must be an absolute IRI: a term the @context maps to a JSON-LD keyword
+    (e.g. ``type`` → ``@type`` in the core context) names nothing and is rejected."""
+    if iri.startswith("@") or not is_uri(iri):
+        raise BadRequestData(f"{what} {term!r} does not expand to an IRI (got {iri!r})")
+    return iri
 
 
 def expand_types(value: Any, ctx: TermMap) -> list[str]:
@@ -73,7 +82,7 @@ def expand_types(value: Any, ctx: TermMap) -> list[str]:
     for t in items:
         if not isinstance(t, str) or not t or _BAD_NAME.search(t):
             raise BadRequestData(f"entity type {t!r} is not valid")
-        iri = ctx.expand(t)
+        iri = _check_iri(ctx.expand(t), "entity type", t)
         if iri not in out:
             out.append(iri)
     return out
@@ -99,6 +108,18 @@ def _infer_type(name: str, raw: dict[str, Any]) -> str:
             return "GeoProperty"
         return "GeoProperty" if name in GEO_ATTRS and isinstance(v, dict) else "Property"
     return "Property"
+
+
+def is_ngsild_null(vkey: str, value: Any) -> bool:
+    """The NGSI-LD Null of each attribute type (clause 4.5.x): what a merge/update uses to delete."""
+    if value == NULL:
+        return True
+    if vkey == "languageMap":
+        return isinstance(value, dict) and value == {"@none": NULL}
+    if vkey in ("valueList", "objectList") and isinstance(value, list) and len(value) == 1:
+        only = value[0]
+        return only == NULL or (isinstance(only, dict) and only.get("object") == NULL)
+    return False
 
 
 def parse_instance(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = False, sub: bool = False) -> Instance:
@@ -130,7 +151,7 @@ def parse_instance(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = Fals
     inst: Instance = {"type": typ}
     if value is None:
         raise BadRequestData(f"attribute {name!r}: {vkey} must not be null")
-    if value == NULL and allow_null:
+    if allow_null and is_ngsild_null(vkey, value):
         inst[vkey] = NULL
     elif typ == "Relationship":
         objs = value if isinstance(value, list) else [value]
@@ -178,8 +199,15 @@ def parse_instance(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = Fals
         inst["value"] = value
     else:  # JsonProperty
         inst["json"] = value
+    _parse_members(name, raw, inst, ctx, skip=("type", vkey), allow_null=allow_null, sub=sub)
+    return inst
+
+
+def _parse_members(name: str, raw: dict[str, Any], inst: Instance, ctx: TermMap, *, skip: tuple[str, ...],
+                   allow_null: bool, sub: bool) -> None:
+    """The meta members (observedAt, unitCode, datasetId, lang) and sub-attributes of an instance."""
     for key, v in raw.items():
-        if key in ("type", vkey):
+        if key in skip:
             continue
         if key == "observedAt":
             inst["observedAt"] = check_datetime(v, f"{name}.observedAt")
@@ -204,7 +232,29 @@ def parse_instance(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = Fals
         else:
             check_attr_name(key)
             inst[ctx.expand(key)] = parse_instance(key, v, ctx, allow_null=allow_null, sub=True)
-    return inst
+
+
+def parse_attr_fragment(name: str, raw: Any, ctx: TermMap) -> tuple[Instance, bool]:
+    """A Partial Attribute Update body (5.6.4): any subset of one attribute's members.
+
+    Unlike a full attribute it may omit both ``type`` and the value (e.g. only a
+    sub-attribute). Returns the instance fragment and whether the type was given
+    explicitly (a given type must match the stored one; an inferred one is only a guess
+    from the concise form). NGSI-LD Null values are kept as :data:`NULL`.
+    """
+    if not isinstance(raw, dict):
+        return parse_instance(name, raw, ctx, allow_null=True), False
+    typ = raw.get("type")
+    explicit = typ in ATTRIBUTE_TYPES
+    if typ is not None and not explicit and typ not in GEOMETRY_TYPES:
+        raise BadRequestData(f"attribute {name!r} has an unknown type {typ!r}")
+    if typ is not None and not explicit or any(k in raw for k in VALUE_KEYS):
+        return parse_instance(name, raw, ctx, allow_null=True), explicit
+    if not raw:
+        raise BadRequestData(f"the fragment for attribute {name!r} is empty")
+    inst: Instance = {"type": typ} if explicit else {}
+    _parse_members(name, raw, inst, ctx, skip=("type",), allow_null=True, sub=False)
+    return inst, explicit
 
 
 def parse_attribute(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = False) -> list[Instance]:
@@ -231,7 +281,8 @@ def parse_attributes(body: dict[str, Any], ctx: TermMap, *, allow_null: bool = F
     for name, raw in body.items():
         if name in skip:
             continue
-        iri = ctx.expand(name)
+        check_attr_name(name)
+        iri = _check_iri(ctx.expand(name), "attribute", name)
         insts = parse_attribute(name, raw, ctx, allow_null=allow_null)
         if iri in GEO_ATTRS:
             for inst in insts:
@@ -244,7 +295,7 @@ def parse_attributes(body: dict[str, Any], ctx: TermMap, *, allow_null: bool = F
 def parse_entity(body: Any, ctx: TermMap, *, require_type: bool = True) -> Entity:
     """A whole entity payload → internal entity (without system timestamps)."""
     if not isinstance(body, dict):
-        raise BadRequestData("an entity must be a JSON object")
+        raise InvalidRequest("an entity must be a JSON object")
     if "id" not in body and "@id" not in body:
         raise BadRequestData("entity id is missing")
     eid = check_entity_id(body.get("id", body.get("@id")))

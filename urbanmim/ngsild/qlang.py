@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import operator
 import re
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Any, NoReturn
@@ -52,8 +52,10 @@ META_FIELDS = frozenset({"observedAt", "createdAt", "modifiedAt", "unitCode", "d
 ENTITY_FIELDS = {NGSILD + "createdAt": "createdAt", NGSILD + "modifiedAt": "modifiedAt"}
 MAX_PATTERN = 256   # characters of a ~= regular expression
 MAX_DEPTH = 32      # nesting of parentheses / linked-entity braces
+_NO_ATTRS: dict[str, Any] = {}
 _RELATIONSHIPS = frozenset({"Relationship", "ListRelationship"})
-_ORDERING = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
+_COMPARE = {"==": operator.eq, "!=": operator.eq, ">": operator.gt, ">=": operator.ge,
+            "<": operator.lt, "<=": operator.le}
 _OPERATORS = ("==", "!~=", "!=", ">=", ">", "<=", "<", "~=")      # longest match first
 
 _NAME = re.compile(r"[^\W\d_]\w*")
@@ -63,17 +65,18 @@ _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})?")
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?")
-_TOKEN = re.compile(r"""[^\W\d][^\s;|(),"<>\\^`{}]*""")   # URI or bare word, unquoted
+_TOKEN = re.compile(r"""[A-Za-z][\w+.-]*:[^\s;|(),"<>\\^`{}]+|[^\W\d][\w-]*""")  # URI / bare word
 _NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[*+}]\)[*+{]")   # (a+)+ and friends
+_TYPE_HINT = re.compile(r"[^\W\d_]\w*(?:,[^\W\d_]\w*)*:")
 _SCOPE_LEVEL = re.compile(r"\+|[^\W\d_]\w*")
 
 
 class QuerySyntaxError(errors.InvalidRequest):
-    """A q / scopeQ expression that does not follow the grammar.
+    """A q / scopeQ expression that does not follow the grammar; ``position`` is the 0-based offset.
 
-    An :class:`errors.InvalidRequest` (400) whose problem type is ``BadRequestData``: clause
-    5.7.2.4 names that type for "the query ... not syntactically valid", and the conformance
-    suite checks it. ``position`` is the 0-based character offset of the error.
+    An :class:`errors.InvalidRequest` (400) rendered with the problem type ``BadRequestData``,
+    which clause 5.7.2.4 names for a query that is "not syntactically valid" (and which the
+    conformance suite checks).
     """
 
     problem, title = "BadRequestData", "Invalid query"
@@ -84,101 +87,93 @@ class QuerySyntaxError(errors.InvalidRequest):
         self.position = pos
 
 
-# --- temporal values: parse stored strings once per comparison ------------------------------
+# --- comparing one member of a target value with one query value ----------------------------
 
 def _datetime(v: Any) -> datetime | None:
-    """A DateTime string as an aware datetime (naive = UTC); None if ``v`` is not one."""
+    """A DateTime string as an aware UTC datetime (naive = UTC); None if ``v`` is not one."""
     if type(v) is not str or len(v) < 16 or v[10] != "T":
         return None
     try:
         d = datetime.fromisoformat(v)
-    except ValueError:
+        return d if d.tzinfo is UTC else d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    return d if d.tzinfo is not None else d.replace(tzinfo=UTC)
 
 
 def _date(v: Any) -> date | None:
-    if type(v) is not str or len(v) != 10:
-        return None
     try:
-        return date.fromisoformat(v)
+        return date.fromisoformat(v) if type(v) is str and len(v) == 10 else None
     except ValueError:
         return None
 
 
 def _time_key(t: time) -> float:
-    """Seconds since midnight UTC (offset-adjusted, so times with offsets compare by instant)."""
+    """Seconds since midnight, offset-adjusted so that times with offsets compare by instant."""
     off = t.utcoffset()
     return t.hour * 3600 + t.minute * 60 + t.second + t.microsecond / 1e6 - (off.total_seconds() if off else 0)
 
 
 def _time(v: Any) -> float | None:
-    if type(v) is not str or len(v) < 5 or v[2] != ":" or "T" in v:
-        return None
     try:
-        return _time_key(time.fromisoformat(v))
+        return _time_key(time.fromisoformat(v)) if type(v) is str and v[2:3] == ":" and "T" not in v else None
     except ValueError:
         return None
 
 
-def _number(v: Any) -> int | float | None:
-    return v if type(v) is int or type(v) is float else None
-
-
-def _boolean(v: Any) -> bool | None:
-    return v if type(v) is bool else None
-
-
-def _string(v: Any) -> str | None:
-    return v if type(v) is str else None
-
-
-def _coercer(q: Scalar) -> tuple[Callable[[Any], Any], Any]:
-    """(member -> comparable key or None, the query value's key) for one query scalar."""
+def _kind(q: Scalar) -> tuple[Any, Any]:
+    """(what a target member must be -- ``float`` for any number, ``bool``, ``str``, or a parser
+    of stored temporal strings returning None on a mismatch; the query value's comparable key)."""
     t = type(q)
-    if t is bool:
-        return _boolean, q
     if t is int or t is float:
-        return _number, q
+        return float, q
     if t is datetime:
         return _datetime, q
     if t is date:
         return _date, q
     if t is time:
-        return _time, _time_key(q)   # type: ignore[arg-type]
-    if _DATETIME.fullmatch(q) and (d := _datetime(q)) is not None:    # type: ignore[arg-type]
-        return _datetime, d          # a quoted DateTime still compares by instant
-    return _string, q
+        return _time, _time_key(q)  # type: ignore[arg-type]
+    if t is str and _DATETIME.fullmatch(q) and (d := _datetime(q)) is not None:  # type: ignore[arg-type]
+        return _datetime, d         # a quoted DateTime still compares by instant
+    return t, q
+
+
+def _member_test(kind: Any, cmp: Callable[[Any, Any], bool], key: Any) -> Callable[[Any], bool]:
+    if kind is float:               # bool is not a number here: type(), not isinstance()
+        return lambda m: (type(m) is int or type(m) is float) and cmp(m, key)
+    if kind is str or kind is bool:
+        return lambda m: type(m) is kind and cmp(m, key)
+    return lambda m: (k := kind(m)) is not None and cmp(k, key)
 
 
 def _matcher(op: str, value: Scalar | Range | ValueList, alts: frozenset[str]) -> Callable[[Any], bool]:
-    """A test on one member of the target value (the operator's positive form)."""
+    """The test of one target-value member (for ``!=`` / ``!~=``: the positive form)."""
     if op in ("~=", "!~="):
-        rx = re.compile(value)   # type: ignore[arg-type]
-        return lambda m: type(m) is str and rx.search(m) is not None
+        search = re.compile(str(value)).search
+        return lambda m: type(m) is str and search(m) is not None
     if isinstance(value, ValueList):
         tests = tuple(_matcher(op, item, alts) for item in value.items)
         return lambda m: any(t(m) for t in tests)
     if isinstance(value, Range):
-        (coerce, lo), (coerce_hi, hi) = _coercer(value.lo), _coercer(value.hi)
-        if coerce is not coerce_hi:
+        (kind, lo), (kind_hi, hi) = _kind(value.lo), _kind(value.hi)
+        if kind is not kind_hi:
             return lambda m: False
-        return lambda m: (k := coerce(m)) is not None and lo <= k <= hi
-    coerce, key = _coercer(value)
-    if op in _ORDERING:
-        cmp = _ORDERING[op]
-        return lambda m: (k := coerce(m)) is not None and cmp(k, key)
-    if coerce is _string and alts:
+        if kind is float:
+            return lambda m: (type(m) is int or type(m) is float) and lo <= m <= hi
+        if kind is str or kind is bool:
+            return lambda m: type(m) is kind and lo <= m <= hi
+        return lambda m: (k := kind(m)) is not None and lo <= k <= hi
+    kind, key = _kind(value)
+    if kind is str and alts:
         accepted = alts | {key}
         return lambda m: type(m) is str and m in accepted
-    return lambda m: (k := coerce(m)) is not None and k == key
+    return _member_test(kind, _COMPARE[op], key)
 
 
 # --- AST -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class Range:
-    """``lo..hi`` (both included); only after ``==`` / ``!=``."""
+    """``lo..hi``, both included; only after ``==`` / ``!=``."""
 
     lo: Scalar
     hi: Scalar
@@ -186,15 +181,15 @@ class Range:
 
 @dataclass(frozen=True, slots=True)
 class ValueList:
-    """``a,b,c``: ``==`` matches any of them, ``!=`` none of them."""
+    """``a,b,c``: ``==`` matches any of the items, ``!=`` none of them."""
 
     items: tuple[Scalar, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class LinkedPath:
-    """The ``{...}`` of ``rel{Type1,Type2:path}``: ``path`` evaluated on the entities the
-    relationship points at (only those of one of ``types``, expanded IRIs, when given)."""
+    """The ``{...}`` of ``rel{Type1,Type2:path}`` (4.5.23): ``path`` evaluated on the entities
+    the relationship points at -- only those of one of ``types`` (expanded IRIs), if any."""
 
     types: tuple[str, ...]
     path: AttrPath
@@ -204,12 +199,11 @@ class LinkedPath:
 class AttrPath:
     """Where the target value of a query term is.
 
-    ``attr`` is the expanded top-level attribute IRI (``NGSILD + "createdAt"`` / ``"modifiedAt"``
-    mean the entity's own timestamps). ``sub`` are expanded sub-attribute IRIs walked from the
-    attribute instance; a last element that is a bare meta name (``observedAt``, ``createdAt``,
-    ``modifiedAt``, ``unitCode``, ``datasetId`` -- no ``:``) selects that instance field instead.
-    ``trailing`` are the unexpanded keys of ``[a.b]``/``[a][b]`` walked inside the value (for a
-    LanguageProperty the first one is the language, ``*`` = any). ``link`` is set for ``attr{...}``.
+    ``attr``: the expanded top-level attribute IRI; ``NGSILD + "createdAt"`` / ``"modifiedAt"``
+    are the entity's own timestamps. ``sub``: expanded sub-attribute IRIs walked from each
+    instance; a last element that is a bare meta name (:data:`META_FIELDS`, no ``:``) selects
+    that field of the instance reached. ``trailing``: the unexpanded keys of ``[a.b]`` walked
+    inside the value (LanguageProperty: the language, ``*`` = any). ``link``: ``attr{...}``.
     """
 
     attr: str
@@ -218,29 +212,27 @@ class AttrPath:
     link: LinkedPath | None = None
     _walk: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _meta: str | None = field(init=False, repr=False, compare=False)
+    _plain: bool = field(init=False, repr=False, compare=False)     # just an attribute name
 
     def __post_init__(self) -> None:
         meta = self.sub[-1] if self.sub and self.sub[-1] in META_FIELDS else None
         object.__setattr__(self, "_meta", meta)
         object.__setattr__(self, "_walk", self.sub[:-1] if meta else self.sub)
+        plain = not (self.sub or self.trailing or self.link or self.attr in ENTITY_FIELDS)
+        object.__setattr__(self, "_plain", plain)
 
     @property
     def depth(self) -> int:
-        """How many relationships the path follows (0 without ``{...}``)."""
+        """How many relationships the path follows."""
         return 0 if self.link is None else 1 + self.link.path.depth
 
     def resolve(self, entity: dict[str, Any], resolve: Resolver | None = None) -> Iterator[tuple[str, Any]]:
-        """Yield ``(attribute type, target value)`` per instance that defines the target element."""
-        if self.attr in ENTITY_FIELDS and not self.sub and not self.trailing:
-            v = entity.get(ENTITY_FIELDS[self.attr])
-            if v is not None:
+        """``(attribute type, target value)`` for each instance that defines the target element."""
+        if self.attr in ENTITY_FIELDS and not self.sub:
+            if (v := entity.get(ENTITY_FIELDS[self.attr])) is not None:
                 yield "Property", v
             return
-        attrs = entity.get("attrs")
-        insts = attrs.get(self.attr) if attrs else None
-        if not insts:
-            return
-        for inst in (insts,) if type(insts) is dict else insts:
+        for inst in entity.get("attrs", _NO_ATTRS).get(self.attr) or ():
             node = inst
             for key in self._walk:
                 node = node.get(key)
@@ -257,56 +249,54 @@ class AttrPath:
                     if resolve is not None and atype in _RELATIONSHIPS:
                         yield from self._follow(v, resolve)
                 elif atype == "LanguageProperty":
-                    if type(v) is dict and (found := _languages(v, self.trailing)) is not None:
+                    if type(v) is dict and (found := _languages(v, self.trailing)):
                         yield atype, found
                 elif not self.trailing:
                     yield atype, v
-                elif (found := _member(v, self.trailing)) is not None:
-                    yield atype, found
+                elif (member := _members(v, self.trailing)) is not None:
+                    yield atype, member
 
     def _follow(self, objects: Any, resolve: Resolver) -> Iterator[tuple[str, Any]]:
-        link = self.link
-        assert link is not None
+        link: LinkedPath = self.link  # type: ignore[assignment]
         for oid in objects if type(objects) is list else (objects,):
             if type(oid) is dict:
                 oid = oid.get("object")
             target = resolve(oid) if type(oid) is str else None
-            if target is not None and (not link.types or set(link.types) & set(target.get("type", ()))):
+            if target is not None and (not link.types or any(t in link.types for t in target.get("type", ()))):
                 yield from link.path.resolve(target, resolve)
 
 
-def _languages(lang_map: dict[str, Any], trailing: tuple[str, ...]) -> list[Any] | None:
-    if len(trailing) > 1:
-        return None
-    if trailing and trailing[0] != "*":
-        want = trailing[0].lower()
-        picked = [v for k, v in lang_map.items() if k.lower() == want]
-    else:
-        picked = list(lang_map.values())
-    out: list[Any] = []
-    for v in picked:
-        out.extend(v) if type(v) is list else out.append(v)
-    return out or None
+def _languages(lang_map: dict[str, Any], trailing: tuple[str, ...]) -> list[Any]:
+    if not trailing or trailing == ("*",):
+        return _flatten(lang_map.values())
+    want = trailing[0].lower()      # language tags are case-insensitive
+    return _flatten(v for k, v in lang_map.items() if k.lower() == want) if len(trailing) == 1 else []
 
 
-def _member(value: Any, keys: tuple[str, ...]) -> list[Any] | None:
-    """Walk a trailing path in a compound value (through arrays; ``*`` = any member)."""
+def _members(value: Any, keys: tuple[str, ...]) -> list[Any] | None:
+    """Walk a trailing path inside a compound value (through arrays; ``*`` = any member)."""
     current = [value]
     for key in keys:
-        found = []
-        for node in current:
-            for item in node if type(node) is list else (node,):
-                if type(item) is dict:
-                    if key == "*":
-                        found.extend(item.values())
-                    elif key in item:
-                        found.append(item[key])
+        found: list[Any] = []
+        for item in _flatten(current):
+            if type(item) is dict:
+                if key == "*":
+                    found.extend(item.values())
+                elif key in item:
+                    found.append(item[key])
         if not found:
-            return None
+            return None          # "does not result in a defined value": non-existent
         current = found
+    return _flatten(current)
+
+
+def _flatten(values: Iterable[Any]) -> list[Any]:
     out: list[Any] = []
-    for v in current:
-        out.extend(v) if type(v) is list else out.append(v)
+    for v in values:
+        if type(v) is list:
+            out.extend(v)
+        else:
+            out.append(v)
     return out
 
 
@@ -316,32 +306,35 @@ class QExpr:
     __slots__ = ()
 
     def matches(self, entity: dict[str, Any], resolve: Resolver | None = None) -> bool:
-        """Does the entity satisfy the query? ``resolve(id)`` fetches linked entities for
-        ``rel{...}`` paths; without it such terms never match."""
+        """Does the entity satisfy the query? ``resolve(id)`` fetches the targets of linked-entity
+        paths (``rel{...}``); without it those terms never match."""
         raise NotImplementedError
 
     def terms(self) -> Iterator[Comparison | Exists]:
         """The leaf terms, left to right."""
-        raise NotImplementedError
+        yield self  # type: ignore[misc]
 
     def attributes(self) -> set[str]:
         """Expanded IRIs of the top-level attributes the query references."""
         return {t.path.attr for t in self.terms()}
 
     def link_depth(self) -> int:
-        """The deepest linked-entity path (0 when the query follows no relationship)."""
+        """The deepest linked-entity path (0 when no term follows a relationship)."""
         return max(t.path.depth for t in self.terms())
-
-    def to_text(self, compact: Callable[[str], str] = lambda iri: iri) -> str:
-        """Render back to q syntax, compacting IRIs with ``compact`` (parses to an equal AST)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
-class And(QExpr):
-    """``a;b``: every part matches."""
-
+class _Junction(QExpr):
     parts: tuple[QExpr, ...]
+
+    def terms(self) -> Iterator[Comparison | Exists]:
+        for p in self.parts:
+            yield from p.terms()
+
+
+@dataclass(frozen=True, slots=True)
+class And(_Junction):
+    """``a;b``: every part matches."""
 
     def matches(self, entity: dict[str, Any], resolve: Resolver | None = None) -> bool:
         for p in self.parts:
@@ -349,19 +342,10 @@ class And(QExpr):
                 return False
         return True
 
-    def terms(self) -> Iterator[Comparison | Exists]:
-        for p in self.parts:
-            yield from p.terms()
-
-    def to_text(self, compact: Callable[[str], str] = lambda iri: iri) -> str:
-        return ";".join(_grouped(p, compact) for p in self.parts)
-
 
 @dataclass(frozen=True, slots=True)
-class Or(QExpr):
+class Or(_Junction):
     """``a|b``: some part matches."""
-
-    parts: tuple[QExpr, ...]
 
     def matches(self, entity: dict[str, Any], resolve: Resolver | None = None) -> bool:
         for p in self.parts:
@@ -369,46 +353,29 @@ class Or(QExpr):
                 return True
         return False
 
-    def terms(self) -> Iterator[Comparison | Exists]:
-        for p in self.parts:
-            yield from p.terms()
-
-    def to_text(self, compact: Callable[[str], str] = lambda iri: iri) -> str:
-        return "|".join(_grouped(p, compact) for p in self.parts)
-
-
-def _grouped(node: QExpr, compact: Callable[[str], str]) -> str:
-    text = node.to_text(compact)
-    return f"({text})" if isinstance(node, And | Or) else text
-
 
 @dataclass(frozen=True, slots=True)
 class Exists(QExpr):
-    """``attr`` (the target element exists) or, ``negated``, ``!attr`` (it does not)."""
+    """``attr``: the target element exists; ``negated``: ``!attr``, it does not."""
 
     path: AttrPath
     negated: bool = False
 
     def matches(self, entity: dict[str, Any], resolve: Resolver | None = None) -> bool:
+        if self.path._plain:
+            return bool(entity.get("attrs", _NO_ATTRS).get(self.path.attr)) is not self.negated
         for _ in self.path.resolve(entity, resolve):
             return not self.negated
         return self.negated
 
-    def terms(self) -> Iterator[Comparison | Exists]:
-        yield self
-
-    def to_text(self, compact: Callable[[str], str] = lambda iri: iri) -> str:
-        return ("!" if self.negated else "") + _path_text(self.path, compact)
-
 
 @dataclass(frozen=True, slots=True)
 class Comparison(QExpr):
-    """``path op value``. ``value`` is a scalar (bool, int, float, str, aware-UTC datetime, date,
-    time), a :class:`Range` or a :class:`ValueList`; for ``~=`` / ``!~=`` it is the regex source.
+    """``path op value``: ``value`` is a scalar (bool, int, float, str, aware-UTC datetime, date,
+    time), a :class:`Range` or a :class:`ValueList`; for ``~=`` / ``!~=`` the regex source.
 
-    ``expanded`` holds the @context expansions of the string query values; they are accepted as
-    equal too -- for VocabProperty targets only, or for any target when ``expanded_everywhere``
-    (the attribute was listed in ``expandValues``).
+    ``expanded``: @context expansions of the string query values, accepted as equal too -- on
+    VocabProperty targets, or on any target when ``expanded_everywhere`` (``expandValues``).
     """
 
     path: AttrPath
@@ -425,7 +392,17 @@ class Comparison(QExpr):
         object.__setattr__(self, "_alt_test", alt)
 
     def matches(self, entity: dict[str, Any], resolve: Resolver | None = None) -> bool:
-        for atype, v in self.path.resolve(entity, resolve):
+        path = self.path
+        if path._plain:             # the common case, without the generator of resolve()
+            for inst in entity.get("attrs", _NO_ATTRS).get(path.attr) or ():
+                atype = inst.get("type", "Property")
+                v = inst.get(VALUE_KEY.get(atype, "value"))
+                if atype == "LanguageProperty":
+                    v = _languages(v, ()) if type(v) is dict else None
+                if v is not None and self._check(atype, v):
+                    return True
+            return False
+        for atype, v in path.resolve(entity, resolve):
             if v is not None and self._check(atype, v):
                 return True
         return False
@@ -433,62 +410,36 @@ class Comparison(QExpr):
     def _check(self, atype: str, v: Any) -> bool:
         op = self.op
         if atype in _RELATIONSHIPS and op != "==" and op != "!=":
-            return False
+            return False            # 4.9: relationships only take equal / unequal
         test = self._test
         if self._alt_test is not None and (self.expanded_everywhere or atype == "VocabProperty"):
             test = self._alt_test
-        hit = any_str = False
-        for m in v if type(v) is list else (v,):
-            if type(m) is dict:
-                m = m.get("@value")       # a JSON-LD typed value, e.g. {"@type": "DateTime", ...}
-            any_str = any_str or type(m) is str
-            if test(m):
-                hit = True
-                break
+        members: list[Any] | tuple[Any]
+        if type(v) is list:
+            members = [m.get("@value") if type(m) is dict else m for m in v]
+            hit = any(map(test, members))
+        else:
+            members = (v.get("@value") if type(v) is dict else v,)   # JSON-LD value object
+            hit = test(members[0])
         if op == "!=":
             return not hit
         if op == "!~=":
-            return any_str and not hit
+            return not hit and any(type(m) is str for m in members)
         return hit
-
-    def terms(self) -> Iterator[Comparison | Exists]:
-        yield self
-
-    def to_text(self, compact: Callable[[str], str] = lambda iri: iri) -> str:
-        return _path_text(self.path, compact) + self.op + _value_text(self.value)
-
-
-def _path_text(path: AttrPath, compact: Callable[[str], str]) -> str:
-    text = ENTITY_FIELDS.get(path.attr) or compact(path.attr)
-    if path.link is not None:
-        hint = ",".join(compact(t) for t in path.link.types)
-        return f"{text}{{{hint + ':' if hint else ''}{_path_text(path.link.path, compact)}}}"
-    for s in path.sub:
-        text += "." + (s if s in META_FIELDS else compact(s))
-    return text + (f"[{'.'.join(path.trailing)}]" if path.trailing else "")
-
-
-def _value_text(v: Scalar | Range | ValueList) -> str:
-    if isinstance(v, Range):
-        return _value_text(v.lo) + ".." + _value_text(v.hi)
-    if isinstance(v, ValueList):
-        return ",".join(_value_text(i) for i in v.items)
-    if type(v) is bool:
-        return "true" if v else "false"
-    if type(v) is str:
-        return json.dumps(v, ensure_ascii=False)
-    if type(v) is datetime:
-        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return v.isoformat() if isinstance(v, date | time) else repr(v)
 
 
 # --- parsers ---------------------------------------------------------------------------------
 
 class _Parser:
-    """Shared cursor and error reporting of the q and scopeQ parsers."""
+    """Cursor, error reporting and the shared ``a;b|(c)`` grammar of the q and scopeQ parsers."""
 
-    def __init__(self, text: str, language: str):
-        self.text, self.pos, self.language, self.depth = text, 0, language, 0
+    language: str
+    or_ops: tuple[str, ...] = ("|",)
+    and_node: Callable[[tuple[Any, ...]], Any]
+    or_node: Callable[[tuple[Any, ...]], Any]
+
+    def __init__(self, text: str):
+        self.text, self.pos, self.depth = text, 0, 0
 
     def fail(self, expected: str, pos: int | None = None) -> NoReturn:
         raise QuerySyntaxError(self.language, self.text, self.pos if pos is None else pos, expected)
@@ -516,38 +467,32 @@ class _Parser:
     def nest(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            self.fail(f"at most {MAX_DEPTH} levels of nesting")
+            self.fail(f"at most {MAX_DEPTH} nested levels", self.pos - 1)
 
     def at_end(self) -> bool:
         return self.pos >= len(self.text)
 
-
-class _QParser(_Parser):
-    def __init__(self, text: str, expand: Callable[[str], str], expand_values: Collection[str] | None):
-        super().__init__(text, "q")
-        self.expand, self.expand_values = expand, expand_values
-
-    def query(self) -> QExpr:
+    def parse(self) -> Any:
         if not self.text:
             self.fail("a query term")
         node = self.disjunction()
         if not self.at_end():
-            self.fail("';', '|' or end of query" if self.depth == 0 else "')'")
+            self.fail(f"{', '.join(repr(o) for o in (';',) + self.or_ops)} or end of {self.language}")
         return node
 
-    def disjunction(self) -> QExpr:
+    def disjunction(self) -> Any:
         parts = [self.conjunction()]
-        while self.eat("|"):
+        while any(self.eat(o) for o in self.or_ops):
             parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else Or(tuple(parts))
+        return parts[0] if len(parts) == 1 else self.or_node(tuple(parts))
 
-    def conjunction(self) -> QExpr:
+    def conjunction(self) -> Any:
         parts = [self.primary()]
         while self.eat(";"):
             parts.append(self.primary())
-        return parts[0] if len(parts) == 1 else And(tuple(parts))
+        return parts[0] if len(parts) == 1 else self.and_node(tuple(parts))
 
-    def primary(self) -> QExpr:
+    def primary(self) -> Any:
         if not self.eat("("):
             return self.term()
         self.nest()
@@ -556,12 +501,25 @@ class _QParser(_Parser):
         self.depth -= 1
         return node
 
+    def term(self) -> Any:
+        raise NotImplementedError
+
+
+class _QParser(_Parser):
+    language, and_node, or_node = "q", And, Or
+
+    def __init__(self, text: str, expand: Callable[[str], str], expand_values: Collection[str] | None):
+        super().__init__(text)
+        self.expand, self.expand_values = expand, expand_values
+
     def term(self) -> QExpr:
         if self.eat("!"):
             path = self.path()
             if not self.at_end() and self.text[self.pos] not in ";|)":
                 self.fail("';', '|', ')' or end of query after a '!attribute' term")
             return Exists(path, negated=True)
+        m = _NAME.match(self.text, self.pos)
+        raw = m.group() if m else ""          # the attribute as written, for expandValues
         path = self.path()
         if self.at_end() or self.text[self.pos] in ";|)":
             return Exists(path)
@@ -571,47 +529,30 @@ class _QParser(_Parser):
         self.pos += len(op)
         if op in ("~=", "!~="):
             return Comparison(path, op, self.pattern())
-        if op in _ORDERING:
-            start = self.pos
-            value, kind = self.scalar(unquoted=False)
+        if op not in ("==", "!="):
+            single, _ = self.scalar(unquoted=False)
             if self.peek("..") or self.peek(","):
                 self.fail("a single value after an ordering operator (ranges and lists need == or !=)")
-            if kind == "bool":
-                self.fail("a number, quoted string, DateTime, Date or Time", start)
-            return Comparison(path, op, value)
+            return Comparison(path, op, single)
         value = self.equality_value()
-        strings = [v for v in (value.items if isinstance(value, ValueList) else (value,)) if type(v) is str]
-        everywhere = self.expand_values is not None and bool(
-            {path.attr, self.raw_name(path)} & set(self.expand_values))
+        strings = {v for v in (value.items if isinstance(value, ValueList) else (value,)) if type(v) is str}
+        everywhere = self.expand_values is not None and bool({path.attr, raw} & set(self.expand_values))
         if strings and (self.expand_values is None or everywhere):
-            return Comparison(path, op, value, frozenset(map(self.expand, strings)) - set(strings), everywhere)
+            return Comparison(path, op, value, frozenset(map(self.expand, strings)) - strings, everywhere)
         return Comparison(path, op, value)
 
-    def raw_name(self, path: AttrPath) -> str:
-        return ENTITY_FIELDS.get(path.attr) or self.text[:0]   # placeholder, replaced below
-
     def path(self) -> AttrPath:
-        start = self.pos
         name = self.match(_NAME, "an attribute name")
-        self.last_name = name
         attr = NGSILD + name if name in ("createdAt", "modifiedAt") else self.expand(name)
         if self.eat("{"):
             self.nest()
             types: tuple[str, ...] = ()
-            save = self.pos
-            first = self.match(_NAME, "an entity type or attribute name")
-            if self.peek(",") or self.peek(":"):
-                names = [first]
-                while self.eat(","):
-                    names.append(self.match(_NAME, "an entity type"))
-                self.expect(":")
-                types = tuple(self.expand(t) for t in names)
-            else:
-                self.pos = save
+            if m := _TYPE_HINT.match(self.text, self.pos):    # "T1,T2:"
+                types = tuple(self.expand(t) for t in m.group()[:-1].split(","))
+                self.pos = m.end()
             inner = self.path()
             self.expect("}")
             self.depth -= 1
-            self.last_name = name
             return AttrPath(attr, link=LinkedPath(types, inner))
         sub = []
         while self.eat("."):
@@ -624,8 +565,7 @@ class _QParser(_Parser):
                 trailing.append(self.match(_KEY, "a member name after '.'"))
             self.expect("]")
         if self.peek("{"):
-            self.fail("an operator: '{...}' may only follow a plain attribute name", self.pos)
-        del start
+            self.fail("an operator ('{...}' may only follow a plain attribute name)")
         return AttrPath(attr, tuple(sub), tuple(trailing))
 
     def equality_value(self) -> Scalar | Range | ValueList:
@@ -648,13 +588,12 @@ class _QParser(_Parser):
         return ValueList(tuple(items))
 
     def scalar(self, unquoted: bool) -> tuple[Scalar, str]:
-        """One value and its kind: number, string, datetime, date, time, bool or token."""
+        """One value and its kind: string, datetime, date, time, number, bool or token (URI/word)."""
         text, start = self.text, self.pos
         value: Scalar
         try:
             if text.startswith('"', start):
-                m = _STRING.match(text, start)
-                if m is None:
+                if (m := _STRING.match(text, start)) is None:
                     self.fail("a closing '\"' for the string")
                 value, kind = json.loads(m.group()), "string"
             elif m := _DATETIME.match(text, start):
@@ -673,52 +612,42 @@ class _QParser(_Parser):
                 token = m.group()
                 value, kind = (token == "true", "bool") if token in ("true", "false") else (token, "token")
             else:
-                self.fail("a number, quoted string, DateTime, Date or Time"
-                          + (", true, false or a URI" if unquoted else ""))
-        except ValueError:
+                self.fail("a number, quoted string, DateTime, Date or Time" + (", true, false or a URI" * unquoted))
+        except (ValueError, OverflowError):
             self.fail("a valid value (malformed string, number, DateTime, Date or Time)", start)
         self.pos = m.end()
-        if not self.at_end() and text[self.pos] not in ";|),." or (self.peek(".") and not self.peek("..")):
+        if (not self.at_end() and text[self.pos] not in ";|),.") or (self.peek(".") and not self.peek("..")):
             self.fail("',', '..', ';', '|', ')' or end of query after the value")
         return value, kind
 
     def pattern(self) -> str:
+        """A ``~=`` regex: a quoted string, or raw text up to ``;``/``|``/``)`` outside its groups."""
         start, text = self.pos, self.text
         if text.startswith('"', start):
-            m = _STRING.match(text, start)
-            if m is None:
-                self.fail("a closing '\"' for the regular expression")
-            try:
-                source = json.loads(m.group())
-            except ValueError:
-                self.fail("a valid JSON string", start)
-            self.pos = m.end()
-            if not self.at_end() and text[self.pos] not in ";|)":
+            source = str(self.scalar(unquoted=False)[0])     # a quoted string: a str
+            if self.peek(",") or self.peek(".."):
                 self.fail("';', '|', ')' or end of query after the regular expression")
         else:
             i, depth, in_class = start, 0, False
             while i < len(text):
                 c = text[i]
                 if c == "\\":
-                    i += 2
-                    continue
-                if in_class:
+                    i += 1
+                elif in_class:
                     in_class = c != "]"
                 elif c == "[":
                     in_class = True
                 elif c == "(":
                     depth += 1
-                elif c == ")" and depth == 0 or c in ";|" and depth == 0:
+                elif depth == 0 and c in ";|)":
                     break
                 elif c == ")":
                     depth -= 1
                 i += 1
             self.pos = min(i, len(text))
             source = text[start:self.pos]
-        if not source:
-            self.fail("a regular expression", start)
-        if len(source) > MAX_PATTERN:
-            self.fail(f"a regular expression of at most {MAX_PATTERN} characters", start)
+        if not source or len(source) > MAX_PATTERN:
+            self.fail(f"a regular expression of 1 to {MAX_PATTERN} characters", start)
         if _NESTED_QUANTIFIER.search(source):
             self.fail("a regular expression without nested quantifiers such as (a+)+", start)
         try:
@@ -728,20 +657,19 @@ class _QParser(_Parser):
         return source
 
 
-def parse_q(text: str, expand: Callable[[str], str], *,
-            expand_values: Collection[str] | None = None) -> QExpr:
-    """Parse a (URL-decoded) q expression; attribute names are expanded with ``expand``.
+def parse_q(text: str, expand: Callable[[str], str], *, expand_values: Collection[str] | None = None) -> QExpr:
+    """Parse a URL-decoded q expression, expanding attribute names with ``expand``.
 
-    ``expand_values`` is the request's ``expandValues`` (attribute names as written, or their
-    IRIs). When it is None, string values compared with a VocabProperty also match their
-    expansion; when given, only the listed attributes get their string values expanded (for any
-    attribute type) and the others are compared literally. Raises :class:`QuerySyntaxError`.
+    ``expand_values``: the request's ``expandValues`` (attribute names as written, or IRIs).
+    None: string values compared with a VocabProperty also match their expansion. Given: only
+    the listed attributes' string values are expanded (for any attribute type); the others are
+    compared literally. Raises :class:`QuerySyntaxError`.
     """
-    parser = _QParser(text, expand, expand_values)
-    return parser.query()
+    node: QExpr = _QParser(text, expand, expand_values).parse()
+    return node
 
 
-# --- scopeQ ----------------------------------------------------------------------------------
+# --- scopeQ (clause 4.19) --------------------------------------------------------------------
 
 class ScopeExpr:
     """Base of the scopeQ AST nodes."""
@@ -749,23 +677,18 @@ class ScopeExpr:
     __slots__ = ()
 
     def matches(self, entity: dict[str, Any]) -> bool:
-        """Does the entity's ``scope`` (list of scope paths, or absent) satisfy the query?"""
-        scopes = entity.get("scope")
-        if not scopes:
-            return False
-        return self.matches_scopes((scopes,) if type(scopes) is str else scopes)
+        """Does the entity's ``scope`` (a list of scope paths, or absent) satisfy the query?"""
+        scopes: Any = entity.get("scope")
+        return bool(scopes) and self.matches_scopes((scopes,) if type(scopes) is str else scopes)
 
     def matches_scopes(self, scopes: Collection[str]) -> bool:
-        raise NotImplementedError
-
-    def to_text(self) -> str:
         raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
 class ScopeTerm(ScopeExpr):
-    """``/a/+/c`` (``levels``, ``+`` = any one level), with ``descendants`` ``/a/#`` (the scope
-    and everything below it). No levels with ``descendants`` is ``/#``: any scope at all."""
+    """``/a/+/c`` (``+``: any one level); ``descendants``: ``/a/#``, the scope and all below it.
+    No levels with ``descendants`` is ``/#``: any (non-empty) scope."""
 
     levels: tuple[str, ...]
     descendants: bool = False
@@ -778,12 +701,9 @@ class ScopeTerm(ScopeExpr):
     def matches_scopes(self, scopes: Collection[str]) -> bool:
         full = self._rx.fullmatch
         for s in scopes:
-            if type(s) is str and full(s):
+            if type(s) is str and full(s) is not None:
                 return True
         return False
-
-    def to_text(self) -> str:
-        return "".join("/" + lv for lv in self.levels) + ("/#" if self.descendants else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -795,62 +715,31 @@ class ScopeAnd(ScopeExpr):
     def matches_scopes(self, scopes: Collection[str]) -> bool:
         return all(p.matches_scopes(scopes) for p in self.parts)
 
-    def to_text(self) -> str:
-        return "(" + ";".join(p.to_text() for p in self.parts) + ")"
-
 
 @dataclass(frozen=True, slots=True)
 class ScopeOr(ScopeExpr):
-    """``a|b`` (or ``a,b``): the entity has a scope matching some part."""
+    """``a|b`` or ``a,b``: the entity has a scope matching some part."""
 
     parts: tuple[ScopeExpr, ...]
 
     def matches_scopes(self, scopes: Collection[str]) -> bool:
         return any(p.matches_scopes(scopes) for p in self.parts)
 
-    def to_text(self) -> str:
-        return "(" + "|".join(p.to_text() for p in self.parts) + ")"
-
 
 class _ScopeParser(_Parser):
-    def query(self) -> ScopeExpr:
-        if not self.text:
-            self.fail("a scope starting with '/'")
-        node = self.disjunction()
-        if not self.at_end():
-            self.fail("'/', ';', '|', ',' or end of scopeQ")
-        return node
+    language, or_ops, and_node, or_node = "scopeQ", ("|", ","), ScopeAnd, ScopeOr
 
-    def disjunction(self) -> ScopeExpr:
-        parts = [self.conjunction()]
-        while self.eat("|") or self.eat(","):
-            parts.append(self.conjunction())
-        return parts[0] if len(parts) == 1 else ScopeOr(tuple(parts))
-
-    def conjunction(self) -> ScopeExpr:
-        parts = [self.primary()]
-        while self.eat(";"):
-            parts.append(self.primary())
-        return parts[0] if len(parts) == 1 else ScopeAnd(tuple(parts))
-
-    def primary(self) -> ScopeExpr:
-        if self.eat("("):
-            self.nest()
-            node = self.disjunction()
-            self.expect(")")
-            self.depth -= 1
-            return node
+    def term(self) -> ScopeExpr:
         self.expect("/")
-        if self.eat("#"):
-            return ScopeTerm((), True)
-        levels = [self.match(_SCOPE_LEVEL, "a scope level (a name or '+')")]
-        while self.eat("/"):
-            if self.eat("#"):
-                return ScopeTerm(tuple(levels), True)
+        levels: list[str] = []
+        while not self.eat("#"):
             levels.append(self.match(_SCOPE_LEVEL, "a scope level (a name, '+' or '#')"))
-        return ScopeTerm(tuple(levels))
+            if not self.eat("/"):
+                return ScopeTerm(tuple(levels))
+        return ScopeTerm(tuple(levels), True)
 
 
 def parse_scope_q(text: str) -> ScopeExpr:
-    """Parse a (URL-decoded) scopeQ expression. Raises :class:`QuerySyntaxError`."""
-    return _ScopeParser(text, "scopeQ").query()
+    """Parse a URL-decoded scopeQ expression. Raises :class:`QuerySyntaxError`."""
+    node: ScopeExpr = _ScopeParser(text).parse()
+    return node

@@ -1,17 +1,29 @@
 """Internal entities → the representations a client asked for (clause 4.5).
 
 normalized, concise and keyValues (simplified), optionally with system attributes,
-a language pick (``lang``), attribute projection (``attrs``/``pick``/``omit``) and
-GeoJSON Features. Terms are compacted with the caller's TermMap here and nowhere else.
+a language pick (``lang``, clause 4.15), attribute projection (``attrs`` / ``pick`` /
+``omit``, clause 4.21), a ``datasetId`` instance filter, inline linked entities
+(``join=inline``, clause 4.5.23) and GeoJSON Features. Terms are compacted with the
+caller's TermMap here and nowhere else.
+
+Everything that depends only on the request (which attributes to keep, the language
+ranking, the view of each linked level) is computed once per request in :class:`View`;
+the per-entity work is plain dict walking.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional
 
 from urbanmim.ngsild.contexts import TermMap
 from urbanmim.ngsild.entity import LOCATION, VALUE_KEY, Entity, Instance, is_subattr_key
+
+# A pick/omit projection (clause 4.21): member name or expanded attribute IRI → the
+# projection of the entity it links to (``rel{a,b}``), or None for a plain name.
+Projection = dict[str, Optional["Projection"]]
+CORE_MEMBERS = frozenset({"id", "type", "scope"})
+NONE_DATASET = "@none"
 
 
 @dataclass
@@ -27,13 +39,67 @@ class View:
     omit: set[str] | None = None        # expanded IRIs or member names to drop
     geometry_property: str = LOCATION
     entity_map: bool = False
+    pick: Projection | None = None      # full pick tree (nested parts select linked entities)
+    omit_tree: Projection | None = None  # full omit tree
+    dataset_ids: frozenset[str] | None = None   # datasetId filter; "@none" = default instance
+    join: str | None = None             # None | "inline" | "flat"
+    join_level: int = 1
+    linked: dict[str, Entity] | None = None      # linked entities fetched for this request
+    _langs: list[str] | None = field(default=None, repr=False)
+    _children: dict[str, View] = field(default_factory=dict, repr=False)
+
+    def ranked_langs(self) -> list[str]:
+        """``lang`` as a list of tags, best first (q-values as in Accept-Language)."""
+        if self._langs is None:
+            ranked: list[tuple[float, int, str]] = []
+            for n, part in enumerate((self.lang or "").split(",")):
+                bits = [b.strip() for b in part.split(";")]
+                if not bits[0]:
+                    continue
+                q = 1.0
+                for b in bits[1:]:
+                    if b.startswith("q="):
+                        try:
+                            q = float(b[2:])
+                        except ValueError:
+                            q = 0.0
+                ranked.append((-q, n, bits[0]))
+            self._langs = [t for _, _, t in sorted(ranked)]
+        return self._langs
+
+    def child(self, rel_iri: str) -> View:
+        """The view of the entities a Relationship ``rel_iri`` links to (one level down)."""
+        got = self._children.get(rel_iri)
+        if got is None:
+            pick = self.pick.get(rel_iri) if self.pick is not None else None
+            omit = self.omit_tree.get(rel_iri) if self.omit_tree is not None else None
+            got = replace(self, attrs=None, pick_members=set(), omit=None, pick=None, omit_tree=None,
+                          dataset_ids=None, join_level=self.join_level - 1, _children={})
+            apply_projection(got, pick, omit)
+            self._children[rel_iri] = got
+        return got
+
+    def keeps(self, iri: str) -> bool:
+        """Is attribute ``iri`` part of the projection of this view?"""
+        if self.attrs is not None and iri not in self.attrs:
+            return False
+        return not (self.omit is not None and iri in self.omit)
 
 
-def _pick_lang(lmap: dict[str, Any], lang: str) -> tuple[str | None, Any]:
-    if lang == "*":
-        return None, None
-    wanted = [p.split(";")[0].strip() for p in lang.split(",") if p.strip()]
-    for w in wanted:
+def apply_projection(view: View, pick: Projection | None, omit: Projection | None) -> None:
+    """Set the flat projection fields of ``view`` from pick/omit trees (keys already expanded)."""
+    view.pick, view.omit_tree = pick, omit
+    if pick is not None:
+        view.pick_members = {k for k in pick if k in CORE_MEMBERS} or {"__none__"}
+        view.attrs = {k for k in pick if k not in CORE_MEMBERS}
+    if omit is not None:
+        # ``rel{...}`` omits inside the linked entity, not the relationship itself
+        view.omit = {k for k, sub in omit.items() if sub is None}
+
+
+def _pick_lang(lmap: dict[str, Any], view: View) -> tuple[str | None, Any]:
+    """The (tag, text) of a LanguageProperty for the requested ranking (clause 4.15)."""
+    for w in view.ranked_langs():
         if w == "*":
             break
         if w in lmap:
@@ -51,18 +117,34 @@ def _vocab(inst: Instance, ctx: TermMap) -> Any:
     return [ctx.compact(x) for x in v] if isinstance(v, list) else ctx.compact(v)
 
 
-def render_instance(inst: Instance, view: View, *, sub: bool = False) -> Any:
+def _inline(obj: Any, view: View, rel_iri: str | None) -> Any:
+    """The rendered linked entity for ``obj`` under join=inline, or None."""
+    if rel_iri is None or view.join != "inline" or view.join_level < 1 or not view.linked:
+        return None
+    ent = view.linked.get(obj) if isinstance(obj, str) else None
+    if ent is None:
+        return None
+    return render_entity(ent, view.child(rel_iri)) or None
+
+
+def render_instance(inst: Instance, view: View, *, sub: bool = False, rel_iri: str | None = None) -> Any:
     ctx, fmt = view.ctx, view.fmt
     typ = inst.get("type", "Property")
     if fmt == "keyValues":
         if typ == "LanguageProperty" and view.lang:
-            return _pick_lang(inst["languageMap"], view.lang)[1] if view.lang != "*" else inst["languageMap"]
+            return _pick_lang(inst["languageMap"], view)[1]
         if typ == "VocabProperty":
             return _vocab(inst, ctx)
         if typ == "LanguageProperty":
             return {"languageMap": inst["languageMap"]}
         if typ == "JsonProperty":
             return {"json": inst["json"]}
+        if typ == "Relationship" and not sub:
+            linked = _inline(inst.get("object"), view, rel_iri)
+            if linked is not None:
+                return linked
+        if typ == "ListRelationship" and not sub and view.join == "inline":
+            return [_inline(o, view, rel_iri) or o for o in inst.get("objectList", [])]
         return inst.get(VALUE_KEY.get(typ, "value"))
     out: dict[str, Any] = {}
     if fmt == "normalized":
@@ -81,15 +163,24 @@ def render_instance(inst: Instance, view: View, *, sub: bool = False) -> Any:
             out["objectType"] = [ctx.compact(x) for x in val] if isinstance(val, list) else ctx.compact(val)
         elif key == "objectList":
             out["objectList"] = [{"object": o} for o in val]
-        elif key == "languageMap" and view.lang and view.lang != "*":
-            tag, text = _pick_lang(val, view.lang)
+        elif key == "languageMap" and view.lang:
+            tag, text = _pick_lang(val, view)
             if fmt == "normalized":
                 out["type"] = "Property"
             out["value"] = text
-            if tag is not None:
+            if tag is not None and tag != "@none":
                 out["lang"] = tag
         else:
             out[key] = val
+    if not sub and view.join == "inline":
+        if typ == "Relationship":
+            linked = _inline(inst.get("object"), view, rel_iri)
+            if linked is not None:
+                out["entity"] = linked
+        elif typ == "ListRelationship":
+            found = [e for e in (_inline(o, view, rel_iri) for o in inst.get("objectList", [])) if e is not None]
+            if found:
+                out["entityList"] = found
     if fmt == "concise":
         only_value = len(out) == 1
         if typ == "Property" and only_value and "value" in out and not isinstance(out["value"], dict):
@@ -102,31 +193,40 @@ def render_instance(inst: Instance, view: View, *, sub: bool = False) -> Any:
     return out
 
 
-def render_attribute(instances: list[Instance], view: View) -> Any:
+def select_instances(instances: list[Instance], view: View) -> list[Instance]:
+    """The instances kept by the ``datasetId`` filter (clause 4.5.5); all of them without one."""
+    wanted = view.dataset_ids
+    if wanted is None:
+        return instances
+    return [i for i in instances if i.get("datasetId", NONE_DATASET) in wanted]
+
+
+def render_attribute(instances: list[Instance], view: View, rel_iri: str | None = None) -> Any:
     if len(instances) == 1:
-        return render_instance(instances[0], view)
+        return render_instance(instances[0], view, rel_iri=rel_iri)
     if view.fmt == "keyValues":
         # several datasetIds: keyValues keeps the default instance only (spec 4.5.4)
         default = next((i for i in instances if "datasetId" not in i), instances[0])
-        return render_instance(default, view)
-    return [render_instance(i, view) for i in instances]
+        return render_instance(default, view, rel_iri=rel_iri)
+    return [render_instance(i, view, rel_iri=rel_iri) for i in instances]
 
 
 def render_entity(ent: Entity, view: View) -> dict[str, Any]:
+    """One entity; ``{}`` when the projection leaves nothing (callers drop or 404 it)."""
     ctx = view.ctx
     out: dict[str, Any] = {}
     pick_members = view.pick_members
     omit = view.omit or set()
-    if (not pick_members or "id" in pick_members or view.attrs is None) and "id" not in omit:
+    if (not pick_members or "id" in pick_members) and "id" not in omit:
         out["id"] = ent["id"]
-    if (not pick_members or "type" in pick_members or view.attrs is None) and "type" not in omit:
+    if (not pick_members or "type" in pick_members) and "type" not in omit:
         types = [ctx.compact(t) for t in ent["type"]]
         out["type"] = types[0] if len(types) == 1 else types
     if "scope" in ent and (not pick_members or "scope" in pick_members) and "scope" not in omit \
             and (view.attrs is None or "scope" in pick_members):
         sc = ent["scope"]
         out["scope"] = sc[0] if len(sc) == 1 and view.fmt != "keyValues" else sc
-    if view.sys_attrs and view.fmt != "keyValues":
+    if view.sys_attrs and view.fmt != "keyValues" and out:
         out["createdAt"] = ent.get("createdAt")
         out["modifiedAt"] = ent.get("modifiedAt")
     wanted = view.attrs
@@ -135,7 +235,9 @@ def render_entity(ent: Entity, view: View) -> dict[str, Any]:
             continue
         if iri in omit:
             continue
-        out[ctx.compact(iri)] = render_attribute(insts, view)
+        insts = select_instances(insts, view)
+        if insts:
+            out[ctx.compact(iri)] = render_attribute(insts, view, iri)
     return out
 
 

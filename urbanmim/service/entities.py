@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from urbanmim.errors import AlreadyExists, BadRequestData, NgsiError, ResourceNotFound
-from urbanmim.ngsild.entity import Entity, Instance, is_subattr_key
+from urbanmim.ngsild.entity import NGSILD, VALUE_KEY, Entity, Instance, is_subattr_key
 from urbanmim.ngsild.payload import NULL
 from urbanmim.store.base import UNCHANGED, EntityQuery, Mutation, Outcome, QueryResult, Store
+
+SCOPE = NGSILD + "scope"   # what the attribute name "scope" expands to (it is not an attribute)
 
 
 def now_iso() -> str:
@@ -134,7 +136,7 @@ class EntityService:
                 for inst in insts:
                     ds = inst.get("datasetId")
                     i = _find(existing, ds)
-                    if inst.get(_value_key(inst)) == NULL:
+                    if _is_null(inst):
                         if i >= 0:
                             existing.pop(i)
                         continue
@@ -155,41 +157,85 @@ class EntityService:
 
     # ---- attribute writes -----------------------------------------------------------------------
     @staticmethod
-    def append_fn(entity_id: str, frag: dict[str, Any], *, no_overwrite: bool, only_existing: bool = False) -> Any:
-        """Append (5.6.3, with noOverwrite) or update (5.6.2, ``only_existing``) attributes."""
+    def append_fn(entity_id: str, frag: dict[str, Any], *, no_overwrite: bool) -> Any:
+        """Append Entity Attributes (5.6.3): new attributes/instances are added; existing ones are
+        replaced unless ``noOverwrite`` (then reported as not updated). Types are always added;
+        the scope is replaced, or with ``noOverwrite`` extended (4.18)."""
         def fn(cur: Entity | None) -> tuple[Any, Any]:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
             now = now_iso()
             new = copy.deepcopy(cur)
             report = AttrReport()
-            if "type" in frag and not only_existing:
-                for t in frag["type"]:
-                    if t not in new["type"]:
-                        new["type"].append(t)
-            if "scope" in frag and frag["scope"] is not None and not only_existing:
-                new["scope"] = list(dict.fromkeys(new.get("scope", []) + frag["scope"]))
+            changed = _add_types(new, frag)
+            if frag.get("scope") is not None:
+                scope = new.get("scope", []) + frag["scope"] if no_overwrite else frag["scope"]
+                scope = list(dict.fromkeys(scope))
+                if scope != new.get("scope"):
+                    new["scope"] = scope
+                    changed = True
             for iri, insts in frag["attrs"].items():
                 existing = new["attrs"].setdefault(iri, [])
-                changed = False
+                done = False
                 for inst in insts:
                     i = _find(existing, inst.get("datasetId"))
                     if i >= 0:
                         if no_overwrite:
                             report.not_updated.append((iri, "attribute exists and noOverwrite was requested"))
                             continue
-                        existing[i] = _stamp(inst, now, existing[i].get("createdAt"))
-                        changed = True
-                    elif only_existing:
-                        report.not_updated.append((iri, "attribute (with that datasetId) does not exist"))
+                        existing[i] = _stamp(copy.deepcopy(inst), now, existing[i].get("createdAt"))
                     else:
-                        existing.append(_stamp(inst, now))
-                        changed = True
+                        existing.append(_stamp(copy.deepcopy(inst), now))
+                    done = True
                 if not existing:
                     del new["attrs"][iri]
-                if changed:
+                if done:
                     report.updated.append(iri)
-            if not report.updated and "type" not in frag and "scope" not in frag:
+            if not report.updated and not changed:
+                return UNCHANGED, report
+            new["modifiedAt"] = now
+            return new, report
+        return fn
+
+    @staticmethod
+    def update_fn(entity_id: str, frag: dict[str, Any]) -> Any:
+        """Update Entity Attributes (5.6.2): only attribute instances that already exist (same
+        datasetId) are replaced; an NGSI-LD Null deletes the instance; the others are reported
+        as not updated. Types are added (4.16); the scope is replaced only where one exists."""
+        def fn(cur: Entity | None) -> tuple[Any, Any]:
+            if cur is None:
+                raise ResourceNotFound(f"entity {entity_id} not found")
+            now = now_iso()
+            new = copy.deepcopy(cur)
+            report = AttrReport()
+            changed = _add_types(new, frag)
+            if "scope" in frag:
+                if "scope" not in new:
+                    report.not_updated.append(("scope", "the entity has no scope to update"))
+                elif frag["scope"] is None:
+                    del new["scope"]
+                    report.updated.append("scope")
+                else:
+                    new["scope"] = frag["scope"]
+                    report.updated.append("scope")
+            for iri, insts in frag["attrs"].items():
+                existing = new["attrs"].get(iri, [])
+                done = False
+                for inst in insts:
+                    i = _find(existing, inst.get("datasetId"))
+                    if i < 0:
+                        report.not_updated.append((iri, "attribute (with that datasetId) does not exist"))
+                    elif _is_null(inst):
+                        existing.pop(i)
+                        done = True
+                    else:
+                        existing[i] = _stamp(_strip_nulls(inst), now, existing[i].get("createdAt"))
+                        done = True
+                if iri in new["attrs"] and not existing:
+                    del new["attrs"][iri]
+                if done:
+                    report.updated.append(iri)
+            if not report.updated and not changed:
                 return UNCHANGED, report
             new["modifiedAt"] = now
             return new, report
@@ -202,30 +248,46 @@ class EntityService:
         return result
 
     async def update_attrs(self, tenant: str, entity_id: str, frag: dict[str, Any]) -> AttrReport:
-        result: AttrReport = await self._one(
-            tenant, Mutation(entity_id, self.append_fn(entity_id, frag, no_overwrite=False, only_existing=True)))
+        result: AttrReport = await self._one(tenant, Mutation(entity_id, self.update_fn(entity_id, frag)))
         return result
 
-    async def partial_update_attr(self, tenant: str, entity_id: str, attr: str, insts: list[Instance]) -> None:
-        """PATCH .../attrs/{attrId} (5.6.4): merge into the existing instance with the same datasetId."""
+    async def partial_update_attr(self, tenant: str, entity_id: str, attr: str, patch: Instance, *,
+                                  explicit_type: bool = True) -> None:
+        """PATCH .../attrs/{attrId} (5.6.4): merge a fragment into the instance with the same datasetId.
+
+        The fragment may hold any subset of the attribute's members. A type given explicitly
+        must be the stored one (the operation cannot change it); an NGSI-LD Null value deletes
+        the instance; a null sub-attribute deletes that sub-attribute.
+        """
         def fn(cur: Entity | None) -> tuple[Any, Any]:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
-            existing = cur["attrs"].get(attr)
-            if not existing:
+            if not cur["attrs"].get(attr):
                 raise ResourceNotFound(f"attribute {attr} not found in {entity_id}")
             now = now_iso()
             new = copy.deepcopy(cur)
             target = new["attrs"][attr]
-            for inst in insts:
-                i = _find(target, inst.get("datasetId"))
-                if i < 0:
-                    raise ResourceNotFound(f"attribute {attr} has no instance with datasetId "
-                                           f"{inst.get('datasetId')}")
-                if inst.get(_value_key(inst)) == NULL:
-                    target.pop(i)
-                    continue
-                target[i] = _merge_instance(target[i], inst, now, keep_type=True)
+            ds = patch.get("datasetId")
+            i = _find(target, ds)
+            if i < 0:
+                raise ResourceNotFound(f"attribute {attr} has no instance with datasetId {ds}")
+            old = target[i]
+            old_type = old.get("type", "Property")
+            fix = dict(patch)
+            ptype = fix.pop("type", None)
+            if ptype is not None and ptype != old_type:
+                if explicit_type:
+                    raise BadRequestData(f"attribute {attr} is a {old_type}, not a {ptype}")
+                # concise input: a bare value goes to the stored type's value key
+                pkey = VALUE_KEY.get(ptype, "value")
+                if pkey in fix:
+                    if pkey != "value" and fix[pkey] != NULL:
+                        raise BadRequestData(f"attribute {attr} is a {old_type}, not a {ptype}")
+                    fix[VALUE_KEY.get(old_type, "value")] = fix.pop(pkey)
+            if _is_null(dict(fix, type=old_type)):
+                target.pop(i)
+            else:
+                target[i] = _merge_instance(old, fix, now)
             if not target:
                 del new["attrs"][attr]
             new["modifiedAt"] = now
@@ -233,7 +295,7 @@ class EntityService:
         await self._one(tenant, Mutation(entity_id, fn))
 
     async def replace_attr(self, tenant: str, entity_id: str, attr: str, insts: list[Instance]) -> None:
-        """PUT .../attrs/{attrId} (5.6.19): the instance is replaced whole."""
+        """PUT .../attrs/{attrId} (5.6.19): the instance (same datasetId) is replaced whole."""
         def fn(cur: Entity | None) -> tuple[Any, Any]:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
@@ -245,22 +307,30 @@ class EntityService:
             for inst in insts:
                 i = _find(target, inst.get("datasetId"))
                 if i < 0:
-                    target.append(_stamp(inst, now))
+                    target.append(_stamp(copy.deepcopy(inst), now))
                 else:
-                    target[i] = _stamp(inst, now, target[i].get("createdAt"))
+                    target[i] = _stamp(copy.deepcopy(inst), now, target[i].get("createdAt"))
             new["modifiedAt"] = now
             return new, None
         await self._one(tenant, Mutation(entity_id, fn))
 
     async def delete_attr(self, tenant: str, entity_id: str, attr: str, *, dataset_id: str | None = None,
                           delete_all: bool = False) -> None:
+        """DELETE .../attrs/{attrId} (5.6.5): the default instance, the one with ``datasetId``, or
+        all of them; ``scope`` (not an attribute, 4.18) removes the entity's scope."""
         def fn(cur: Entity | None) -> tuple[Any, Any]:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
+            new = copy.deepcopy(cur)
+            if attr == SCOPE and attr not in cur["attrs"]:
+                if "scope" not in new:
+                    raise ResourceNotFound(f"entity {entity_id} has no scope")
+                del new["scope"]
+                new["modifiedAt"] = now_iso()
+                return new, None
             insts = cur["attrs"].get(attr)
             if not insts:
                 raise ResourceNotFound(f"attribute {attr} not found in {entity_id}")
-            new = copy.deepcopy(cur)
             if delete_all:
                 del new["attrs"][attr]
             else:
@@ -275,6 +345,49 @@ class EntityService:
             return new, None
         await self._one(tenant, Mutation(entity_id, fn))
 
+    # ---- purge (5.6.21) -----------------------------------------------------------------------------
+    @staticmethod
+    def purge_fn(query: EntityQuery, keep: set[str] | None, drop: set[str] | None) -> Any:
+        """Delete the entity, or only some of its attributes, if it (still) matches ``query``.
+
+        The match is decided again inside the writer transaction, so an entity changed since
+        the candidates were listed is judged on its current state."""
+        def fn(cur: Entity | None) -> tuple[Any, Any]:
+            if cur is None or not query.matches(cur):
+                return UNCHANGED, False
+            if keep is None and drop is None:
+                return None, True
+            attrs = {k: v for k, v in cur["attrs"].items()
+                     if (keep is None or k in keep) and (drop is None or k not in drop)}
+            if len(attrs) == len(cur["attrs"]):
+                return UNCHANGED, False
+            new = dict(cur, attrs=copy.deepcopy(attrs), modifiedAt=now_iso())
+            return new, True
+        return fn
+
+    async def purge(self, query: EntityQuery, *, keep: set[str] | None = None, drop: set[str] | None = None,
+                    page: int = 500) -> int:
+        """Purge Entities: every entity matching ``query`` is deleted (or trimmed by keep/drop).
+
+        Candidates are listed first (the query pages through the store), then deleted in
+        batches of mutations; returns how many entities were changed."""
+        ids: list[str] = []
+        offset = 0
+        while True:
+            q = copy.copy(query)
+            q.limit, q.offset, q.count = page, offset, False
+            got = (await self.store.query(q)).entities
+            ids.extend(e["id"] for e in got)
+            if len(got) < page:
+                break
+            offset += page
+        changed = 0
+        fn = self.purge_fn(query, keep, drop)
+        for i in range(0, len(ids), page):
+            outs = await self.store.mutate(query.tenant, [Mutation(eid, fn) for eid in ids[i:i + page]])
+            changed += sum(1 for o in outs if o.error is None and o.result)
+        return changed
+
     # ---- batch ----------------------------------------------------------------------------------
     async def batch(self, tenant: str, mutations: list[Mutation]) -> list[Outcome]:
         return await self.store.mutate(tenant, mutations)
@@ -285,8 +398,22 @@ class EntityService:
 
 
 def _value_key(inst: Instance) -> str:
-    from urbanmim.ngsild.entity import VALUE_KEY
     return VALUE_KEY.get(inst.get("type", "Property"), "value")
+
+
+def _is_null(inst: Instance) -> bool:
+    """Is this fragment instance an NGSI-LD Null (payload.py normalises every form to NULL)?"""
+    return inst.get(_value_key(inst)) == NULL
+
+
+def _add_types(new: Entity, frag: dict[str, Any]) -> bool:
+    """Types in a fragment are added to the entity's (4.16: an entity's types only grow)."""
+    added = False
+    for t in frag.get("type") or ():
+        if t not in new["type"]:
+            new["type"].append(t)
+            added = True
+    return added
 
 
 def _strip_nulls(inst: Instance) -> Instance:

@@ -21,25 +21,42 @@ from urbanmim.service.entities import EntityService
 from urbanmim.store.base import Mutation, Outcome
 
 
-async def _entities_body(request: Request) -> tuple[list[Any], TermMap, str, list[TermMap]]:
+async def _entities_body(request: Request) -> tuple[list[Any], str, list[TermMap | NgsiError]]:
+    """The batch array, the tenant and, per entity, its @context (or the error that entity alone gets).
+
+    6.3.5: with ``application/json`` the context comes from the Link header and an entity
+    carrying an ``@context`` is rejected; with ``application/ld+json`` each entity brings its
+    own ``@context`` and a Link header is an error of the whole request. An entity-level
+    problem is reported for that entity (207), the others still run.
+    """
     tenant = http.tenant_of(request)
     body, ctype = await http.read_json(request, int(request.app.state.settings.max_batch_bytes))
     if not isinstance(body, list):
         raise BadRequestData("a batch operation needs a JSON array")
     if not body:
         raise BadRequestData("the batch is empty")
-    ctx = await http.request_context(request, body if ctype != http.JSONLD else None, ctype if ctype != http.JSONLD
-                                     else None)
-    ctxs = [ctx] * len(body)
+    ctxs: list[TermMap | NgsiError] = []
     if ctype == http.JSONLD:
+        if http.link_context_url(request) is not None:
+            raise BadRequestData("a Link header must not be used with application/ld+json")
         reg = request.app.state.contexts
-        ctxs = []
         for item in body:
             if not isinstance(item, dict) or "@context" not in item:
-                raise BadRequestData("every entity of an application/ld+json batch needs an @context")
-            ctxs.append(await reg.resolve(item["@context"]))
-        ctx = ctxs[0]
-    return body, ctx, tenant, ctxs
+                ctxs.append(BadRequestData("an entity of an application/ld+json batch needs an @context"))
+                continue
+            try:
+                ctxs.append(await reg.resolve(item["@context"]))
+            except NgsiError as e:
+                ctxs.append(e)
+    else:
+        ctx = await http.request_context(request)
+        for item in body:
+            if isinstance(item, dict) and "@context" in item:
+                ctxs.append(BadRequestData("an application/json entity must not contain an @context "
+                                           "(use a Link header)"))
+            else:
+                ctxs.append(ctx)
+    return body, tenant, ctxs
 
 
 def _error_entry(entity_id: Any, err: Exception) -> dict[str, Any]:
@@ -47,13 +64,16 @@ def _error_entry(entity_id: Any, err: Exception) -> dict[str, Any]:
     return {"entityId": entity_id, "error": e.to_problem()}
 
 
-def _prepare(items: list[Any], ctxs: list[TermMap], make: Any) -> tuple[list[Mutation], list[dict[str, Any]]]:
-    """Parse every item; parse errors become per-entity errors, the rest mutations."""
+def _prepare(items: list[Any], ctxs: list[TermMap | NgsiError], make: Any) -> tuple[list[Mutation],
+                                                                                     list[dict[str, Any]]]:
+    """Parse every item; context and parse errors become per-entity errors, the rest mutations."""
     muts: list[Mutation] = []
     errors: list[dict[str, Any]] = []
-    for item, ctx in zip(items, ctxs):
+    for item, ctx in zip(items, ctxs, strict=True):
         eid = item.get("id") if isinstance(item, dict) else None
         try:
+            if isinstance(ctx, NgsiError):
+                raise ctx
             muts.append(make(item, ctx))
         except NgsiError as e:
             errors.append(_error_entry(eid, e))
@@ -72,7 +92,7 @@ def _multi(success: list[str], errors: list[dict[str, Any]], tenant: str) -> Res
 
 
 async def batch_create(request: Request) -> Response:
-    items, _, tenant, ctxs = await _entities_body(request)
+    items, tenant, ctxs = await _entities_body(request)
     muts, errors = _prepare(items, ctxs, lambda it, c: (lambda e: Mutation(e["id"], EntityService.create_fn(e)))(
         parse_entity(it, c)))
     ok, errs = _split(await request.app.state.entities.batch(tenant, muts))
@@ -89,7 +109,7 @@ async def batch_upsert(request: Request) -> Response:
     if opts - {"replace", "update"} or opts >= {"replace", "update"}:
         raise BadRequestData("options must be replace or update")
     update = "update" in opts
-    items, _, tenant, ctxs = await _entities_body(request)
+    items, tenant, ctxs = await _entities_body(request)
 
     def make(item: Any, ctx: TermMap) -> Mutation:
         ent = parse_entity(item, ctx)
@@ -130,7 +150,7 @@ async def batch_update(request: Request) -> Response:
     opts = params.options_of(request.query_params)
     if opts - {"noOverwrite"}:
         raise BadRequestData("the only option of a batch update is noOverwrite")
-    items, _, tenant, ctxs = await _entities_body(request)
+    items, tenant, ctxs = await _entities_body(request)
 
     def make(item: Any, ctx: TermMap) -> Mutation:
         if not isinstance(item, dict):
@@ -154,7 +174,7 @@ async def batch_update(request: Request) -> Response:
 
 
 async def batch_merge(request: Request) -> Response:
-    items, _, tenant, ctxs = await _entities_body(request)
+    items, tenant, ctxs = await _entities_body(request)
 
     def make(item: Any, ctx: TermMap) -> Mutation:
         if not isinstance(item, dict):

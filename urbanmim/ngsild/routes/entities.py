@@ -9,11 +9,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from urbanmim.errors import BadRequestData, ResourceNotFound
+from urbanmim.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
 from urbanmim.ngsild import http, params
 from urbanmim.ngsild.entity import Entity
-from urbanmim.ngsild.payload import parse_attribute, parse_entity, parse_fragment
-from urbanmim.ngsild.render import View, feature_collection, render_entity, render_feature
+from urbanmim.ngsild.payload import (
+    check_attr_name,
+    check_entity_id,
+    parse_attr_fragment,
+    parse_attribute,
+    parse_entity,
+    parse_fragment,
+)
+from urbanmim.ngsild.render import View, render_entity, render_feature
+from urbanmim.ngsild.routes.purge import purge_entities
 from urbanmim.service.entities import AttrReport
 
 
@@ -42,22 +50,19 @@ async def create_entity(request: Request) -> Response:
 
 
 async def query_entities(request: Request) -> Response:
+    """GET /entities (5.7.2): the shared query path of ``routes.query_post``, plus paging links."""
+    from urbanmim.ngsild.routes.query_post import answer_query, geo_body
+
     tenant = await http.require_tenant(request, request.app.state.store)
     p = request.query_params
     media = http.negotiate(request, geo=True)
     ctx = await http.request_context(request)
-    query = params.entity_query(p, ctx, tenant, max_limit=request.app.state.settings.max_limit)
-    view = params.make_view(p, ctx)
-    result = await _svc(request).query(query)
-    if media == http.GEOJSON:
-        body: Any = feature_collection([render_feature(e, view) for e in result.entities])
-    else:
-        body = [render_entity(e, view) for e in result.entities]
+    body, result, query = await answer_query(request, p, ctx, tenant, media)
     headers = {}
     if result.count is not None:
         headers["NGSILD-Results-Count"] = str(result.count)
     links = paging_links(request, query.offset, query.limit, len(result.entities), result.count)
-    resp = http.respond(body, ctx, media, headers=headers, tenant=tenant or None)
+    resp = http.respond(geo_body(body, ctx, media), ctx, media, headers=headers, tenant=tenant or None)
     if links:
         existing = resp.headers.get("Link")
         resp.headers["Link"] = ", ".join(([existing] if existing else []) + links)
@@ -83,32 +88,62 @@ def paging_links(request: Request, offset: int, limit: int, returned: int, count
 
 
 async def retrieve_entity(request: Request) -> Response:
+    """GET /entities/{id} (5.7.1): every parameter is checked before the look-up (400 before 404)."""
+    from urbanmim.ngsild.linked import fetch_linked, render_flat
+    from urbanmim.ngsild.routes.query_post import geo_body
+
     tenant = await http.require_tenant(request, request.app.state.store)
-    eid = request.path_params["entity_id"]
+    eid = check_entity_id(request.path_params["entity_id"])
     media = http.negotiate(request, geo=True)
     ctx = await http.request_context(request)
     p = request.query_params
     view = params.make_view(p, ctx)
+    if p.get("geometryProperty") and media != http.GEOJSON:
+        raise BadRequestData("geometryProperty is only meaningful with Accept: application/geo+json")
+    types = params.parse_type_expression(p["type"], ctx) if "type" in p else None
     ent = await _svc(request).retrieve(tenant, eid)
-    if view.attrs is not None and view.pick_members != {"__none__"} and "pick" not in p:
-        if not any(a in ent["attrs"] for a in view.attrs) and p.get("attrs"):
+    if view.attrs is not None and view.pick is None and p.get("attrs"):
+        if not any(a in ent["attrs"] for a in view.attrs):
             raise ResourceNotFound(f"entity {eid} has none of the requested attributes")
-    if "type" in p:
-        types = params.parse_type_expression(p["type"], ctx)
-        if not any(g <= set(ent["type"]) for g in types):
-            raise ResourceNotFound(f"entity {eid} is not of type {p['type']}")
-    return http.respond(render_one(ent, view, media), ctx, media, tenant=tenant or None)
+    if types is not None and not any(g <= set(ent["type"]) for g in types):
+        raise ResourceNotFound(f"entity {eid} is not of type {p['type']}")
+    extra = await fetch_linked(request.app.state.store, tenant, [ent], view) if view.join else []
+    body = render_one(ent, view, media)
+    if not body or (media == http.GEOJSON and not body["properties"] and "id" not in body):
+        raise ResourceNotFound(f"nothing of entity {eid} is left after pick/omit")
+    if view.join == "flat" and extra and media != http.GEOJSON:
+        body = render_flat([body], extra)
+    return http.respond(geo_body(body, ctx, media), ctx, media, tenant=tenant or None)
+
+
+def _entity_id(request: Request) -> str:
+    """The target entity id of a write: a missing or non-URI id is BadRequestData (5.6.x.4),
+    decided before any look-up (so it is 400, never 404)."""
+    eid = request.path_params.get("entity_id", "")
+    if not eid:
+        raise BadRequestData("the entity id is missing from the URL")
+    return check_entity_id(eid)
+
+
+async def missing_entity_id(request: Request) -> Response:
+    """PUT/PATCH /entities (no id in the URL): the id of the target entity is missing."""
+    raise BadRequestData(f"{request.method} needs an entity id: /entities/{{entityId}}")
+
+
+async def attrs_other_method(request: Request) -> Response:
+    """/entities/{id}/attrs only supports POST (append) and PATCH (update)."""
+    raise MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
 
 
 async def delete_entity(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    await _svc(request).delete(tenant, request.path_params["entity_id"])
+    await _svc(request).delete(tenant, _entity_id(request))
     return http.empty(204, tenant=tenant or None)
 
 
 async def replace_entity(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    eid = request.path_params["entity_id"]
+    eid = _entity_id(request)
     body, ctype = await http.read_json(request, _limit(request))
     ctx = await http.request_context(request, body, ctype)
     if isinstance(body, dict):
@@ -122,7 +157,7 @@ async def replace_entity(request: Request) -> Response:
 
 async def merge_entity(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    eid = request.path_params["entity_id"]
+    eid = _entity_id(request)
     body, ctype = await http.read_json(request, _limit(request), merge_patch=True)
     ctx = await http.request_context(request, body, ctype)
     if isinstance(body, dict) and "id" in body and body["id"] != eid:
@@ -135,6 +170,7 @@ async def merge_entity(request: Request) -> Response:
 
 
 def _report_response(report: AttrReport, view_ctx: Any, tenant: str) -> Response:
+    """204 when everything was written, else 207 with an UpdateResult (5.2.18) in compact terms."""
     if not report.not_updated:
         return http.empty(204, tenant=tenant or None)
     body = {"updated": [view_ctx.compact(a) for a in report.updated],
@@ -144,7 +180,7 @@ def _report_response(report: AttrReport, view_ctx: Any, tenant: str) -> Response
 
 async def append_attrs(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    eid = request.path_params["entity_id"]
+    eid = _entity_id(request)
     p = request.query_params
     opts = params.options_of(p)
     if opts - {"noOverwrite"}:
@@ -160,43 +196,50 @@ async def append_attrs(request: Request) -> Response:
 
 async def update_attrs(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    eid = request.path_params["entity_id"]
+    eid = _entity_id(request)
     body, ctype = await http.read_json(request, _limit(request), merge_patch=True)
     ctx = await http.request_context(request, body, ctype)
-    frag = parse_fragment(body, ctx)
-    if not frag["attrs"]:
+    frag = parse_fragment(body, ctx, allow_null=True)
+    if not frag["attrs"] and "type" not in frag and "scope" not in frag:
         raise BadRequestData("no attributes to update")
     report = await _svc(request).update_attrs(tenant, eid, frag)
     return _report_response(report, ctx, tenant)
 
 
-async def _attr_payload(request: Request, merge_patch: bool = False) -> tuple[str, str, str, list[Any], Any]:
+async def _attr_payload(request: Request, merge_patch: bool = False) -> tuple[str, str, str, Any, Any]:
+    """Tenant, checked entity id, attribute name and body (minus @context) of a single-attribute write.
+
+    ``scope`` is not an attribute (4.18): it cannot be the target of these operations."""
     tenant = http.tenant_of(request)
-    eid = request.path_params["entity_id"]
+    eid = _entity_id(request)
+    name = request.path_params["attr"]
+    check_attr_name(name)
+    if name == "scope":
+        raise BadRequestData("scope is not an attribute; use the entity operations to change it")
     body, ctype = await http.read_json(request, _limit(request), merge_patch=merge_patch)
     ctx = await http.request_context(request, body, ctype)
-    name = request.path_params["attr"]
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "@context"}
-    insts = parse_attribute(name, body, ctx, allow_null=True)
-    return tenant, eid, ctx.expand(name), insts, ctx
+    return tenant, eid, name, body, ctx
 
 
 async def partial_update_attr(request: Request) -> Response:
-    tenant, eid, attr, insts, _ = await _attr_payload(request, merge_patch=True)
-    await _svc(request).partial_update_attr(tenant, eid, attr, insts)
+    tenant, eid, name, body, ctx = await _attr_payload(request, merge_patch=True)
+    patch, explicit = parse_attr_fragment(name, body, ctx)
+    await _svc(request).partial_update_attr(tenant, eid, ctx.expand(name), patch, explicit_type=explicit)
     return http.empty(204, tenant=tenant or None)
 
 
 async def replace_attr(request: Request) -> Response:
-    tenant, eid, attr, insts, _ = await _attr_payload(request)
-    await _svc(request).replace_attr(tenant, eid, attr, insts)
+    tenant, eid, name, body, ctx = await _attr_payload(request)
+    insts = parse_attribute(name, body, ctx)
+    await _svc(request).replace_attr(tenant, eid, ctx.expand(name), insts)
     return http.empty(204, tenant=tenant or None)
 
 
 async def delete_attr(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    eid = request.path_params["entity_id"]
+    eid = _entity_id(request)
     ctx = await http.request_context(request)
     p = request.query_params
     delete_all = params.parse_bool(p, "deleteAll")
@@ -211,11 +254,14 @@ async def delete_attr(request: Request) -> Response:
 routes = [
     Route("/entities", create_entity, methods=["POST"]),
     Route("/entities", query_entities, methods=["GET"]),
+    Route("/entities", purge_entities, methods=["DELETE"]),
+    Route("/entities", missing_entity_id, methods=["PUT", "PATCH"]),
     Route("/entities/{entity_id:path}/attrs/{attr}", partial_update_attr, methods=["PATCH"]),
     Route("/entities/{entity_id:path}/attrs/{attr}", replace_attr, methods=["PUT"]),
     Route("/entities/{entity_id:path}/attrs/{attr}", delete_attr, methods=["DELETE"]),
     Route("/entities/{entity_id:path}/attrs", append_attrs, methods=["POST"]),
     Route("/entities/{entity_id:path}/attrs", update_attrs, methods=["PATCH"]),
+    Route("/entities/{entity_id:path}/attrs", attrs_other_method),
     Route("/entities/{entity_id:path}", retrieve_entity, methods=["GET"]),
     Route("/entities/{entity_id:path}", delete_entity, methods=["DELETE"]),
     Route("/entities/{entity_id:path}", replace_entity, methods=["PUT"]),
