@@ -22,8 +22,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +70,7 @@ class Ctx:
     memory: dict[str, dict[str, int]]
     commands: dict[str, str]
     warmups: int = 0
+    problems: list[str] = field(default_factory=list)
 
     def shown(self, cmd: list[str]) -> str:
         """Command line without this machine's absolute paths."""
@@ -79,10 +83,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--full", action="store_true", help="also load a fresh server to --full-size entities (peak RSS)")
     p.add_argument("--size", type=int, default=100_000, help="dataset size of the quick run (default 100000)")
     p.add_argument("--full-size", type=int, default=1_000_000, help="dataset size of the --full step")
-    p.add_argument("--duration", type=int, default=10.0, help="seconds per wrk figure (default 10)")
-    p.add_argument("--warmup", type=int, default=2.0, help="unmeasured wrk seconds before each figure")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk figure (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each figure")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--batch-size", type=int, default=1000, help="entities per upsert request")
+    p.add_argument("--batch-size", type=int, default=10, help="entities per upsert request")
     p.add_argument("--batch-concurrency", type=int, default=4, help="upsert requests in flight")
     p.add_argument("--link", action="store_true", help="creates send a Link header to the core context")
     p.add_argument("--ceiling-only", action="store_true", help="measure only the bare ASGI app")
@@ -97,6 +101,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.0,
         metavar="S",
         help="before each figure, wait up to S s until other processes use < 0.15 core (shared machines)",
+    )
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run harness, servers and wrk at this niceness (negative needs root): shields figures from"
+        " background load on a shared machine, at its expense",
     )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -242,6 +254,39 @@ def snapshot(ctx: Ctx, name: str, srv: servers.Server, entities: int) -> None:
     )
 
 
+def sanity_check(srv: servers.Server, n: int) -> list[str]:
+    """One retrieval and one query by hand, so that a fast but wrong answer (404, an
+    empty page because q was not applied, ...) is noticed instead of measured."""
+    base = f"http://127.0.0.1:{srv.port}/ngsi-ld/v1/entities"
+    problems = []
+    one_id = dataset.entity_id(n // 2)
+
+    def is_entity(body: Any) -> bool:
+        return isinstance(body, dict) and body.get("id") == one_id
+
+    def is_page(body: Any) -> bool:
+        return (
+            isinstance(body, list)
+            and len(body) == 20
+            and all(e["NO2"]["value"] > 150 and e["airQualityLevel"]["value"] == "moderate" for e in body)
+        )
+
+    q = urllib.parse.quote('NO2>150;airQualityLevel=="moderate"', safe="")
+    checks = [(f"{base}/{one_id}", is_entity), (f"{base}?type={dataset.ENTITY_TYPE}&q={q}&limit=20", is_page)]
+    for url, ok in checks:
+        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as resp:
+                body = json.loads(resp.read())
+            if not ok(body):
+                problems.append(f"unexpected answer to GET {url}: {json.dumps(body)[:300]}")
+        except (urllib.error.URLError, ValueError, KeyError, TypeError) as e:
+            problems.append(f"GET {url} failed: {e}")
+    for p in problems:
+        print(f"  SANITY: {p}", flush=True)
+    return problems
+
+
 def run_broker(ctx: Ctx) -> None:
     """Quick figures at --size entities, on a fresh database."""
     a = ctx.args
@@ -253,6 +298,7 @@ def run_broker(ctx: Ctx) -> None:
         snapshot(ctx, "quick@idle", srv, 0)
         upsert_figure(ctx, srv, n, a.seed, "upsert_new", f"batch upsert, new ids ({a.batch_size}/req)")
         snapshot(ctx, "quick@loaded", srv, n)
+        ctx.problems += sanity_check(srv, n)
         read = {"ceiling": "ceiling_get"}
         wrk_figure(ctx, srv, "get_entity.lua", [f"n={n}"], "retrieve", "GET /entities/{id}, random ids",
                    goal=GOALS["retrieve"], **read)  # fmt: skip
@@ -277,6 +323,7 @@ def run_full(ctx: Ctx) -> None:
         upsert_figure(ctx, srv, n, a.seed, "upsert_new_full", f"batch upsert, new ids, 0 -> {n:,}")
         drain(srv)
         snapshot(ctx, "full@loaded", srv, n)
+        ctx.problems += sanity_check(srv, n)
         read = {"ceiling": "ceiling_get"}
         wrk_figure(ctx, srv, "get_entity.lua", [f"n={n}"], "retrieve_full", f"GET /entities/{{id}} at {n:,}",
                    goal=GOALS["retrieve"], **read)  # fmt: skip
@@ -329,7 +376,8 @@ def machine_info(ctx: Ctx) -> dict[str, Any]:
             f"server on CPU {ctx.server_cpu}, wrk and batch client on CPU {ctx.client_cpu} (taskset)"
             if ctx.server_cpu is not None
             else "none (fewer than 2 CPUs)"
-        ),
+        )
+        + (f"; niceness {a.nice}" if a.nice else ""),
         "load": f"wrk -t1 -c{a.connections}, {a.duration:g} s per figure after {a.warmup:g} s warm-up, "
         f"127.0.0.1; batches: asyncio client, {a.batch_concurrency} in flight, {a.batch_size} entities each",
         "dataset": {
@@ -366,6 +414,7 @@ def finish(ctx: Ctx, meta: dict[str, Any]) -> dict[str, Any]:
             for k, f in ctx.figures.items()
         },
         "memory": ctx.memory,
+        "sanity_problems": ctx.problems,
     }
 
 
@@ -429,6 +478,9 @@ def render(result: dict[str, Any]) -> str:
             )
     if problems:
         lines += ["", "non-2xx responses / socket errors:", *problems]
+    if result["sanity_problems"]:
+        lines += ["", "sanity check failures (answers were wrong, figures may be meaningless):"]
+        lines += [f"  {p}" for p in result["sanity_problems"]]
     lines += [
         "",
         "rate: successful (2xx except 207) responses or entities per second.",
@@ -457,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     server_cpu, client_cpu = (cpus[-1], cpus[0]) if len(cpus) >= 2 else (None, None)
     if client_cpu is not None:  # this process (the batch client) shares the load generator's core
         os.sched_setaffinity(0, {client_cpu})
+    if args.nice:  # inherited by every server and wrk started from here
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     servers.install_cleanup()
     with tempfile.TemporaryDirectory(prefix="urbanmim-bench-") as tmp:
         ctx = Ctx(args, server_cpu, client_cpu, Path(tmp), {}, {}, {})

@@ -25,15 +25,20 @@ def media(resp: httpx.Response) -> str:
     return resp.headers.get("content-type", "").split(";")[0].strip()
 
 
-def assert_problem(resp: httpx.Response, status: int, problem: str | None = None) -> dict[str, Any]:
-    """An NGSI-LD ProblemDetails answer (clause 5.5.2 / RFC 7807) with the given status and type."""
+def assert_problem(resp: httpx.Response, status: int, problem: str | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """An NGSI-LD ProblemDetails answer (clause 5.5.2 / RFC 7807) with the given status and type.
+
+    ``problem`` may be a tuple when the spec leaves the choice open (e.g. InvalidRequest or
+    BadRequestData for a payload of the wrong JSON kind).
+    """
     assert resp.status_code == status, (resp.status_code, resp.text)
     assert media(resp) == JSON, resp.headers.get("content-type")
     body = resp.json()
     assert isinstance(body, dict), body
     assert isinstance(body.get("type"), str) and body["type"].startswith(ERRORS), body
     if problem is not None:
-        assert body["type"] == ERRORS + problem, body
+        allowed = (problem,) if isinstance(problem, str) else problem
+        assert body["type"] in [ERRORS + p for p in allowed], body
     assert isinstance(body.get("title"), str) and body["title"], body
     assert body.get("status") == status, body
     assert isinstance(body.get("detail"), str) and body["detail"], body

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from tests.helpers import CORE_CONTEXT, JSONLD, assert_problem, create, get, media, prop, rel, vehicle
 
+DEFAULT = "https://uri.etsi.org/ngsi-ld/default-context/"
+
 EID = "urn:ngsi-ld:Vehicle:1"
 ATTRS = f"/entities/{EID}/attrs"
 
@@ -32,8 +34,9 @@ async def test_append_no_overwrite_207(client):
     assert r.status_code == 207
     assert media(r) == "application/json"
     body = r.json()
-    assert body["updated"] == ["fuel"]
-    assert [n["attributeName"] for n in body["notUpdated"]] == ["speed"]
+    # 207 bodies name attributes by their expanded IRI (suite 010_04)
+    assert body["updated"] == [DEFAULT + "fuel"]
+    assert [n["attributeName"] for n in body["notUpdated"]] == [DEFAULT + "speed"]
     assert isinstance(body["notUpdated"][0]["reason"], str) and body["notUpdated"][0]["reason"]
     ent = (await get(client, EID)).json()
     assert ent["speed"] == prop(1, unitCode="KMH")
@@ -86,15 +89,13 @@ async def test_update_existing_attrs_204(client):
     assert body["colour"] == prop("blue")
 
 
-async def test_update_unknown_attr_207_not_updated(client):
+async def test_update_appends_missing_attribute(client):
+    # V1.9.1 5.6.2.4 and suite 011_01_03: existing attributes are replaced, missing ones appended
     await _entity(client)
     r = await client.patch(ATTRS, json={"speed": prop(50), "fuel": prop("diesel")})
-    assert r.status_code == 207
-    body = r.json()
-    assert body["updated"] == ["speed"]
-    assert [n["attributeName"] for n in body["notUpdated"]] == ["fuel"]
+    assert r.status_code == 204
     ent = (await get(client, EID)).json()
-    assert "fuel" not in ent and ent["speed"] == prop(50)
+    assert ent["fuel"] == prop("diesel") and ent["speed"] == prop(50)
 
 
 async def test_update_errors(client):

@@ -58,10 +58,21 @@ async def test_batch_create_ld_json_each_with_context(client):
     items = [dict(vehicle(1), **{"@context": CORE_CONTEXT}), dict(vehicle(2), **{"@context": CORE_CONTEXT})]
     r = await client.post(f"{OPS}/create", json=items, headers={"Content-Type": JSONLD})
     assert r.status_code == 201
+    # an element without its @context is a bad entity of its own (clause 6.3.5, 5.6.7.4)
     items[1].pop("@context")
     r = await client.post(f"{OPS}/create", json=[dict(vehicle(3), **{"@context": CORE_CONTEXT}), items[1]],
                           headers={"Content-Type": JSONLD})
-    assert_problem(r, 400, "BadRequestData")
+    body = _check_batch_result(r, [V3], [V2])
+    assert body["errors"][0]["error"]["type"] == ERRORS + "BadRequestData"
+
+
+async def test_batch_create_unreachable_context_per_entity_207(client):
+    # suite 043_01_04: each entity whose @context cannot be retrieved fails alone
+    bad_ctx = ["http://127.0.0.1:1/ctx.jsonld", CORE_CONTEXT]
+    items = [dict(vehicle(1), **{"@context": bad_ctx}), dict(vehicle(2), **{"@context": bad_ctx})]
+    r = await client.post(f"{OPS}/create", json=items, headers={"Content-Type": JSONLD})
+    body = _check_batch_result(r, [], [V1, V2])
+    assert {e["error"]["type"] for e in body["errors"]} == {ERRORS + "LdContextNotAvailable"}
 
 
 async def test_batch_create_null_item_fails_whole_batch(client):

@@ -1,5 +1,5 @@
 """The @context API (clause 5.13: /jsonldContexts) and @context resolution: hosted contexts used
-through the Link header, remote contexts fetched once and cached, unreachable ones (503)."""
+through the Link header, remote contexts fetched once and cached, unreachable ones (504)."""
 
 from __future__ import annotations
 
@@ -54,9 +54,17 @@ async def test_add_list_serve_delete_hosted_context(client):
 
 
 async def test_context_api_errors(client):
-    assert_problem(await client.post("/jsonldContexts", json={"Car": "x"}), 400, "BadRequestData")
-    assert_problem(await client.post("/jsonldContexts", json={"@context": 5}), 400, "BadRequestData")
-    assert_problem(await client.post("/jsonldContexts", json=[USER_CTX]), 400, "BadRequestData")
+    # suite 050_02: no @context member -> InvalidRequest; 5132_01: @context not a context -> BadRequestData
+    assert_problem(await client.post("/jsonldContexts", json={"Car": "x"}), 400, "InvalidRequest")
+    assert_problem(await client.post("/jsonldContexts", json=[USER_CTX]), 400, ("InvalidRequest", "BadRequestData"))
+    for bad in (5, True, [USER_CTX, 5]):
+        assert_problem(await client.post("/jsonldContexts", json={"@context": bad}), 400, "BadRequestData")
+    # suite 051_04: reload of an unknown id, or a bad reload value -> BadRequestData; plain delete -> 404
+    assert_problem(await client.delete("/jsonldContexts/wrong_id", params={"reload": "true"}), 400,
+                   "BadRequestData")
+    assert_problem(await client.delete("/jsonldContexts/wrong_id", params={"reload": "xxx"}), 400, "BadRequestData")
+    assert_problem(await client.delete("/jsonldContexts/wrong_id", params={"reload": "false"}), 404,
+                   "ResourceNotFound")
     assert_problem(await client.get("/jsonldContexts", params={"kind": "Weird"}), 400, "BadRequestData")
     assert_problem(await client.get("/jsonldContexts/does-not-exist"), 404, "ResourceNotFound")
     assert_problem(await client.delete("/jsonldContexts/does-not-exist"), 404, "ResourceNotFound")
@@ -115,25 +123,32 @@ async def test_core_terms_cannot_be_redefined(client):
 
 # ---- remote contexts ---------------------------------------------------------------------------------
 
-async def test_unreachable_remote_context_503(client):
-    assert_problem(await client.post("/entities", json=CAR, headers=link(UNREACHABLE)), 503,
+# V1.9.1 clause 6.3.4 (Table 6.3.4-1) maps LdContextNotAvailable to HTTP 504 (suite 043_01, 051_05)
+
+async def test_unreachable_remote_context_504(client):
+    assert_problem(await client.post("/entities", json=CAR, headers=link(UNREACHABLE)), 504,
                    "LdContextNotAvailable")
-    assert_problem(await client.get("/entities", params={"type": "Car"}, headers=link(UNREACHABLE)), 503,
+    assert_problem(await client.get("/entities", params={"type": "Car"}, headers=link(UNREACHABLE)), 504,
                    "LdContextNotAvailable")
     r = await client.post("/entities", json=dict(CAR, **{"@context": [UNREACHABLE, CORE_CONTEXT]}),
                           headers={"Content-Type": JSONLD})
-    assert_problem(r, 503, "LdContextNotAvailable")
+    assert_problem(r, 504, "LdContextNotAvailable")
+    assert_problem(await get(client, CAR["id"]), 404, "ResourceNotFound")
 
 
 class _ContextServer:
     def __init__(self) -> None:
         self.hits: dict[str, int] = {}
+        self.down = False
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802
                 owner.hits[self.path] = owner.hits.get(self.path, 0) + 1
-                if self.path == "/ctx.jsonld":
+                if owner.down:
+                    body = b"{}"
+                    self.send_response(500)
+                elif self.path == "/ctx.jsonld":
                     body = json.dumps({"@context": USER_CTX}).encode()
                     self.send_response(200)
                     self.send_header("Content-Type", "application/ld+json")
@@ -184,9 +199,26 @@ async def test_remote_context_fetched_once_and_cached(client, ctx_server):
     assert ctx_server.hits["/ctx.jsonld"] == 2
 
 
-async def test_remote_context_http_error_503(client, ctx_server):
-    assert_problem(await client.post("/entities", json=CAR, headers=link(ctx_server.url + "/missing.jsonld")), 503,
+async def test_remote_context_http_error_504(client, ctx_server):
+    assert_problem(await client.post("/entities", json=CAR, headers=link(ctx_server.url + "/missing.jsonld")), 504,
                    "LdContextNotAvailable")
+
+
+async def test_failed_reload_keeps_cached_context(client, ctx_server):
+    # clause 5.13.5.4 / suite 5135_01: a failed reload is 504 and the Cached entry survives
+    url = ctx_server.url + "/ctx.jsonld"
+    await create(client, CAR, headers=link(url))
+    entry = next(e for e in (await client.get("/jsonldContexts", params={"details": "true"})).json()
+                 if e["URL"] == url)
+    ctx_server.down = True
+    r = await client.delete(f"/jsonldContexts/{entry['localId']}", params={"reload": "true"})
+    assert_problem(r, 504, "LdContextNotAvailable")
+    r = await client.get(f"/jsonldContexts/{entry['localId']}", params={"details": "true"})
+    assert r.status_code == 200 and r.json()["kind"] == "Cached"
+    assert (await get(client, CAR["id"], headers=link(url))).json() == CAR
+    assert (await client.delete(f"/jsonldContexts/{entry['localId']}")).status_code == 204
+    assert_problem(await client.get(f"/jsonldContexts/{entry['localId']}", params={"details": "true"}), 404,
+                   "ResourceNotFound")
 
 
 async def test_reload_of_hosted_context_400(client):

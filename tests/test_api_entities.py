@@ -217,11 +217,23 @@ async def test_concise_input_is_understood(client):
     assert body["readings"] == {"type": "ListProperty", "valueList": [1, 2]}
 
 
-async def test_conflicting_representation_options_400(client):
+async def test_invalid_representation_options_400(client):
     await create(client, vehicle(1, speed=prop(1)))
-    assert_problem(await get(client, EID, options="keyValues,concise"), 400, "BadRequestData")
-    assert_problem(await get(client, EID, format="fancy"), 400, "BadRequestData")
-    assert_problem(await get(client, EID, options="bogus"), 400, "BadRequestData")
+    # suite 018_16: an unknown format or option is InvalidRequest
+    assert_problem(await get(client, EID, format="fancy"), 400, "InvalidRequest")
+    assert_problem(await get(client, EID, options="bogus"), 400, "InvalidRequest")
+    assert_problem(await get(client, EID, options="keyValues,invalid"), 400, "InvalidRequest")
+    assert_problem(await get(client, EID, options="keyValues,concise"), 400, ("InvalidRequest", "BadRequestData"))
+
+
+async def test_pick_omit_attrs_conflicts_400(client):
+    # clause 4.21 / suite 018_18
+    await create(client, vehicle(1, speed=prop(1), colour=prop("red")))
+    assert_problem(await get(client, EID, pick="speed", omit="speed"), 400, "BadRequestData")
+    assert_problem(await get(client, EID, pick="speed", attrs="colour"), 400, "BadRequestData")
+    assert_problem(await get(client, EID, omit="speed", attrs="colour"), 400, "BadRequestData")
+    assert_problem(await get(client, EID, pick="id,,speed"), 400, "BadRequestData")
+    assert (await get(client, EID, pick="id,speed", omit="colour")).json() == {"id": EID, "speed": prop(1)}
 
 
 async def test_language_property_lang_pick(client):
@@ -268,6 +280,15 @@ async def test_geojson_feature(client):
     assert r.json()["geometry"] is None
 
 
+async def test_geometry_property_needs_geojson_accept_400(client):
+    # clause 5.7.1.4 / suite 5711_01_02
+    await create(client, FULL)
+    r = await get(client, EID, geometryProperty="location", headers={"Accept": JSONLD})
+    assert_problem(r, 400, "BadRequestData")
+    r = await get(client, EID, geometryProperty="location", headers={"Accept": GEOJSON})
+    assert r.status_code == 200
+
+
 async def test_geojson_key_values(client):
     await create(client, FULL)
     f = (await get(client, EID, options="keyValues", headers={"Accept": GEOJSON})).json()
@@ -307,17 +328,16 @@ async def test_accept_unsupported_406(client):
     assert_problem(await get(client, EID, headers={"Accept": "text/html"}), 406)
 
 
-async def test_user_context_via_link_header(client):
+async def test_user_context_inline_in_ld_json_body(client):
     ctx = {"speed": "https://example.org/vocab#speed", "Vehicle": "https://example.org/vocab#Vehicle"}
-    # inline body contexts (ld+json) define the terms; a JSON read without them shows full IRIs
+    # an inline body context (ld+json) defines the terms; a read without it shows the full IRIs
     ent = dict(vehicle(1, speed=prop(5)), **{"@context": [ctx, CORE_CONTEXT]})
     r = await client.post("/entities", json=ent, headers={"Content-Type": JSONLD})
     assert r.status_code == 201, r.text
     body = (await get(client, EID)).json()
     assert body["type"] == "https://example.org/vocab#Vehicle"
     assert body["https://example.org/vocab#speed"] == prop(5)
-    # read back as ld+json with the same context inline is not possible by GET, so compare the
-    # default-vocab case: an entity created without any context gets default-context IRIs
+    # without any context, terms expand with the core context's default vocabulary
     await create(client, vehicle(2, speed=prop(6)))
     r = await client.get("/entities", params={"type": DEFAULT + "Vehicle"})
     assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:2"]
@@ -365,11 +385,13 @@ async def test_bad_entity_payloads_400(client):
         vehicle(1, speed=prop(1, datasetId="not a uri")),
         vehicle(1, **{"bad name": prop(1)}),                          # forbidden characters
         vehicle(1, scope="no-leading-slash"),
-        [vehicle(1)],                                                 # not an object
     ]
     for payload in bad:
         r = await client.post("/entities", json=payload)
         assert_problem(r, 400, "BadRequestData")
+    # valid JSON of the wrong kind (not an object)
+    for payload in ([vehicle(1)], "urn:ngsi-ld:Vehicle:1", 5):
+        assert_problem(await client.post("/entities", json=payload), 400, ("InvalidRequest", "BadRequestData"))
     # nothing was created along the way
     assert_problem(await get(client, EID), 404, "ResourceNotFound")
 

@@ -64,12 +64,14 @@ async def test_type_expression_syntax_errors(data):
 
 
 async def test_id_and_id_pattern(data):
-    assert await ids(data, id=f"{V1},{V3}") == [V1, V3]
+    assert await ids(data, id=f"{V1},{V3}", type="Vehicle") == [V1, V3]
     assert await ids(data, id=V2, type="Vehicle") == [V2]
-    assert await ids(data, idPattern=r"^urn:ngsi-ld:Vehicle:[12]$") == [V1, V2]
+    assert await ids(data, idPattern=r"^urn:ngsi-ld:Vehicle:[12]$", type="Vehicle") == [V1, V2]
     assert await ids(data, idPattern="Building", type="Building,Vehicle") == [B1]
-    assert_problem(await data.get("/entities", params={"idPattern": "(["}), 400, "BadRequestData")
-    assert_problem(await data.get("/entities", params={"id": "not a uri"}), 400, "BadRequestData")
+    assert_problem(await data.get("/entities", params={"idPattern": "([", "type": "Vehicle"}), 400,
+                   "BadRequestData")
+    assert_problem(await data.get("/entities", params={"id": "not a uri", "type": "Vehicle"}), 400,
+                   "BadRequestData")
 
 
 # ---- attrs / pick / omit / representation --------------------------------------------------------
@@ -88,8 +90,9 @@ async def test_pick_and_omit(data):
                                                        {"id": V3, "speed": 120}]
     r = await data.get("/entities", params={"type": "Parking", "omit": "name"})
     assert r.json() == [{"id": P1, "type": "Parking"}]
-    assert_problem(await data.get("/entities", params={"type": "Parking", "pick": "id", "omit": "name"}), 400,
-                   "BadRequestData")
+    for params in ({"pick": "name", "omit": "name"}, {"pick": "name", "attrs": "name"},
+                   {"omit": "name", "attrs": "name"}):
+        assert_problem(await data.get("/entities", params={"type": "Parking", **params}), 400, "BadRequestData")
 
 
 async def test_query_key_values_and_link_header(data):
@@ -289,6 +292,6 @@ async def test_limit_errors(data):
                    "BadRequestData")
 
 
-async def test_query_unknown_tenant_and_empty_result(data):
+async def test_query_unknown_type_is_empty(data):
     r = await data.get("/entities", params={"type": "Nothing"})
     assert r.status_code == 200 and r.json() == []

@@ -78,7 +78,13 @@ class TooComplexQuery(NgsiError):
 
 
 class LdContextNotAvailable(NgsiError):
-    status, problem, title = 503, "LdContextNotAvailable", "@context not available"
+    """A remote @context could not be retrieved (a retrieved but invalid one is BadRequestData).
+
+    HTTP 504 per V1.9.1 Table 6.3.2-1 (the broker is a gateway to the context's server);
+    V1.8-era texts and older suite fixtures said 503.
+    """
+
+    status, problem, title = 504, "LdContextNotAvailable", "@context not available"
 
 
 class NonexistentTenant(NgsiError):

@@ -113,10 +113,11 @@ class TermMap:
             return hit
         term = self.reverse.get(iri)
         if term is None:
-            if iri.startswith(self.vocab) and len(iri) > len(self.vocab):
-                rest = iri[len(self.vocab):]
-                term = rest if rest not in self.terms else iri
+            rest = iri[len(self.vocab):] if iri.startswith(self.vocab) and len(iri) > len(self.vocab) else None
+            if rest is not None and rest not in self.terms:
+                term = rest
             else:
+                # the short name means something else in this context: use a compact IRI instead
                 term = iri
                 for prefix, ns in self.prefixes.items():
                     if iri.startswith(ns) and len(iri) > len(ns):

@@ -502,7 +502,7 @@ def _reject_constant(name: str) -> Any:
 def _decode_coordinates(text: str) -> Any:
     try:
         return json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise errors.BadRequestData(
             f"Invalid geo-query coordinates {_short(text)}: not a JSON array, e.g. [8.0,40.0]") from None
 

@@ -57,14 +57,17 @@ def _params(*names: str) -> frozenset[str]:
 _QUERY = _params("id", "type", "idPattern", "attrs", "pick", "omit", "q", "csf", "georel", "geometry",
                  "coordinates", "geoproperty", "geometryProperty", "lang", "scopeQ", "options", "format",
                  "limit", "offset", "count", "local", "datasetId", "join", "joinLevel", "containedBy",
-                 "entityMap", "expandValues")
+                 "entityMap", "expandValues", "orderBy")
 _RETRIEVE = _params("type", "attrs", "pick", "omit", "geometryProperty", "lang", "options", "format", "local",
                     "datasetId", "join", "joinLevel", "containedBy", "entityMap", "expandValues")
 _WRITE = _params("type", "local", "options", "observedAt", "lang", "format")
 _E = "/entities/{entity_id:path}"
 QUERY_PARAMS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/entities"): _params("local"),
+    ("POST", "/entityOperations/query"): _params("options", "local", "limit", "offset", "count", "orderBy",
+                                                 "format"),
     ("GET", "/entities"): _QUERY,
+    ("DELETE", "/entities"): _QUERY | {"keep", "drop"},  # purge (5.6.21): an entity query + keep/drop
     ("GET", _E): _RETRIEVE,
     ("DELETE", _E): _params("type", "local"),
     ("PUT", _E): _WRITE,

@@ -19,6 +19,9 @@ from urbanmim.ngsild.render import CORE_MEMBERS, Projection, View, apply_project
 from urbanmim.store.base import EntityQuery
 
 MAX_LIMIT = 1000
+MAX_NESTING = 16          # parentheses in a type expression / braces in pick-omit
+MAX_TYPE_GROUPS = 1024   # AND-groups a type expression may expand to
+MAX_OFFSET = 2**62        # anything larger cannot be a position in a result set (and overflows SQLite)
 DEFAULT_LIMIT = 20
 _FORMAT_ALIASES = {"normalized": "normalized", "concise": "concise", "keyValues": "keyValues",
                    "simplified": "keyValues"}
@@ -36,6 +39,7 @@ def parse_type_expression(text: str, ctx: TermMap) -> list[frozenset[str]]:
         tokens.append(m.group(1) or m.group(2).strip())
         pos = m.end()
     i = 0
+    depth = 0
 
     def parse_or() -> list[frozenset[str]]:
         nonlocal i
@@ -51,17 +55,23 @@ def parse_type_expression(text: str, ctx: TermMap) -> list[frozenset[str]]:
         while i < len(tokens) and tokens[i] == ";":
             i += 1
             right = parse_atom()
+            if len(groups) * len(right) > MAX_TYPE_GROUPS:
+                raise BadRequestData(f"type expression {text!r} is too complex")
             groups = [a | b for a in groups for b in right]
         return groups
 
     def parse_atom() -> list[frozenset[str]]:
-        nonlocal i
+        nonlocal i, depth
         if i >= len(tokens):
             raise BadRequestData(f"invalid type expression {text!r}")
         tok = tokens[i]
         if tok == "(":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise BadRequestData(f"type expression nested deeper than {MAX_NESTING} levels")
             i += 1
             g = parse_or()
+            depth -= 1
             if i >= len(tokens) or tokens[i] != ")":
                 raise BadRequestData(f"unbalanced parentheses in type expression {text!r}")
             i += 1
@@ -149,6 +159,8 @@ def parse_projection(text: str, ctx: TermMap, name: str = "pick") -> Projection:
             if pos < len(text) and text[pos] == "{":
                 if term in CORE_MEMBERS:
                     raise bad(f"{term} cannot select a linked entity")
+                if depth >= MAX_NESTING:
+                    raise bad(f"nested deeper than {MAX_NESTING} levels")
                 pos += 1
                 sub = parse_list(depth + 1)
                 if pos >= len(text) or text[pos] != "}":
@@ -233,6 +245,8 @@ def parse_int(params: Mapping[str, str], name: str, default: int) -> int:
     n = int(v)
     if n < 0:
         raise BadRequestData(f"{name} must not be negative")
+    if n > MAX_OFFSET:
+        raise BadRequestData(f"{name} is too large")
     return n
 
 
@@ -273,7 +287,9 @@ def entity_query(params: Mapping[str, str], ctx: TermMap, tenant: str, *, requir
             raise BadRequestData(f"{', '.join(reserved)} are entity members, not attribute names")
     # pick/omit only project the result (clause 4.21); they never filter entities
     attrs = {ctx.expand(a) for a in attrs_list} if attrs_list else None
-    q = parse_q(params["q"], ctx.expand) if params.get("q") else None
+    expand_values = split_list(params.get("expandValues"))
+    q = parse_q(params["q"], ctx.expand, expand_values=[ctx.expand(a) for a in expand_values or ()]) \
+        if params.get("q") else None
     scope_q = parse_scope_q(params["scopeQ"]) if params.get("scopeQ") else None
     geo = parse_geo_query(params.get("georel"), params.get("geometry"), params.get("coordinates"),
                           params.get("geoproperty"), ctx.expand)

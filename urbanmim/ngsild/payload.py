@@ -132,6 +132,8 @@ def parse_instance(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = Fals
             return {"type": "Property", "value": raw}
         return {"type": "Property", "value": raw}
     typ = raw.get("type")
+    if typ is not None and not isinstance(typ, str):
+        raise BadRequestData(f"attribute {name!r}: type must be a string, not {typ!r}")
     if typ in GEOMETRY_TYPES and "coordinates" in raw and "value" not in raw:
         # concise GeoProperty: the GeoJSON geometry itself
         from urbanmim.ngsild.geo import validate_geometry
@@ -245,6 +247,8 @@ def parse_attr_fragment(name: str, raw: Any, ctx: TermMap) -> tuple[Instance, bo
     if not isinstance(raw, dict):
         return parse_instance(name, raw, ctx, allow_null=True), False
     typ = raw.get("type")
+    if typ is not None and not isinstance(typ, str):
+        raise BadRequestData(f"attribute {name!r}: type must be a string, not {typ!r}")
     explicit = typ in ATTRIBUTE_TYPES
     if typ is not None and not explicit and typ not in GEOMETRY_TYPES:
         raise BadRequestData(f"attribute {name!r} has an unknown type {typ!r}")

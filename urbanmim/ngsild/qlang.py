@@ -23,8 +23,16 @@ Grammar accepted (clause 4.9 ABNF, with the extensions noted)::
                / (after >, >=, <, <=)  Number / String / DateTime / Date / Time
                / (after ~=, !~=)  quoted String, or raw text up to ";" / "|" / an unbalanced ")"
 
+scopeQ (clause 4.19; ``;`` is also accepted without parentheses, as the conformance suite
+sends it)::
+
+    Or = And *(("|" / ",") And);  And = Primary *(";" Primary);  Primary = "(" Or ")" / Scope
+    Scope = "/#" / 1*("/" (Name / "+")) ["/#"]
+
 No whitespace is allowed outside quoted strings. Errors are :class:`QuerySyntaxError`, an
 :class:`errors.InvalidRequest` rendered with the problem type ``BadRequestData`` (5.7.2.4).
+Regular expressions are Python ``re`` (not POSIX); as ``re`` has no timeout, patterns are
+capped at :data:`MAX_PATTERN` characters and nested quantifiers such as ``(a+)+`` are refused.
 
 Evaluation: the compared *target value* is taken from every instance of the attribute (match if
 any instance matches); lists match when any member matches; ``!=`` means "present and not ==";

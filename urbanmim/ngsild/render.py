@@ -134,7 +134,8 @@ def render_instance(inst: Instance, view: View, *, sub: bool = False, rel_iri: s
         if typ == "LanguageProperty" and view.lang:
             return _pick_lang(inst["languageMap"], view)[1]
         if typ == "VocabProperty":
-            return _vocab(inst, ctx)
+            # like languageMap / json, the member name keeps a vocab apart from a plain string (4.5.4)
+            return {"vocab": _vocab(inst, ctx)}
         if typ == "LanguageProperty":
             return {"languageMap": inst["languageMap"]}
         if typ == "JsonProperty":

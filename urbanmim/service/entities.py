@@ -199,9 +199,10 @@ class EntityService:
 
     @staticmethod
     def update_fn(entity_id: str, frag: dict[str, Any]) -> Any:
-        """Update Entity Attributes (5.6.2): only attribute instances that already exist (same
-        datasetId) are replaced; an NGSI-LD Null deletes the instance; the others are reported
-        as not updated. Types are added (4.16); the scope is replaced only where one exists."""
+        """Update Attributes (V1.9.1 5.6.2.4): the instance with the same datasetId (or the default
+        one) is replaced, keeping its createdAt, or appended when absent; an NGSI-LD Null deletes
+        it (a Null for a missing instance is reported as not updated). Types are added; the scope
+        is replaced only where the entity has one, otherwise ignored (reported as not updated)."""
         def fn(cur: Entity | None) -> tuple[Any, Any]:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
@@ -223,16 +224,20 @@ class EntityService:
                 done = False
                 for inst in insts:
                     i = _find(existing, inst.get("datasetId"))
-                    if i < 0:
-                        report.not_updated.append((iri, "attribute (with that datasetId) does not exist"))
-                    elif _is_null(inst):
+                    if _is_null(inst):
+                        if i < 0:
+                            report.not_updated.append((iri, "no such attribute instance to delete"))
+                            continue
                         existing.pop(i)
-                        done = True
+                    elif i < 0:
+                        existing.append(_stamp(_strip_nulls(inst), now))
                     else:
                         existing[i] = _stamp(_strip_nulls(inst), now, existing[i].get("createdAt"))
-                        done = True
-                if iri in new["attrs"] and not existing:
-                    del new["attrs"][iri]
+                    done = True
+                if existing:
+                    new["attrs"][iri] = existing
+                else:
+                    new["attrs"].pop(iri, None)
                 if done:
                     report.updated.append(iri)
             if not report.updated and not changed:

@@ -35,13 +35,15 @@ async def _entities_body(request: Request) -> tuple[list[Any], str, list[TermMap
         raise BadRequestData("a batch operation needs a JSON array")
     if not body:
         raise BadRequestData("the batch is empty")
+    if not all(isinstance(item, dict) for item in body):
+        raise BadRequestData("every element of a batch must be an entity (a JSON object)")
     ctxs: list[TermMap | NgsiError] = []
     if ctype == http.JSONLD:
         if http.link_context_url(request) is not None:
             raise BadRequestData("a Link header must not be used with application/ld+json")
         reg = request.app.state.contexts
         for item in body:
-            if not isinstance(item, dict) or "@context" not in item:
+            if "@context" not in item:
                 ctxs.append(BadRequestData("an entity of an application/ld+json batch needs an @context"))
                 continue
             try:
@@ -51,7 +53,7 @@ async def _entities_body(request: Request) -> tuple[list[Any], str, list[TermMap
     else:
         ctx = await http.request_context(request)
         for item in body:
-            if isinstance(item, dict) and "@context" in item:
+            if "@context" in item:
                 ctxs.append(BadRequestData("an application/json entity must not contain an @context "
                                            "(use a Link header)"))
             else:

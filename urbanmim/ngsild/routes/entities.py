@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from urbanmim.errors import BadRequestData, MethodNotAllowed, ResourceNotFound
+from urbanmim.errors import BadRequestData, InvalidRequest, MethodNotAllowed, ResourceNotFound
 from urbanmim.ngsild import http, params
 from urbanmim.ngsild.entity import Entity
 from urbanmim.ngsild.payload import (
@@ -43,6 +43,8 @@ def render_one(ent: Entity, view: View, media: str) -> Any:
 async def create_entity(request: Request) -> Response:
     tenant = http.tenant_of(request)
     body, ctype = await http.read_json(request, _limit(request))
+    if not isinstance(body, dict):
+        raise InvalidRequest("the payload of Create Entity must be a JSON object (one entity)")
     ctx = await http.request_context(request, body, ctype)
     ent = parse_entity(body, ctx)
     await _svc(request).create(tenant, ent)
@@ -170,11 +172,14 @@ async def merge_entity(request: Request) -> Response:
 
 
 def _report_response(report: AttrReport, view_ctx: Any, tenant: str) -> Response:
-    """204 when everything was written, else 207 with an UpdateResult (5.2.18) in compact terms."""
+    """204 when everything was written, else 207 with an UpdateResult (5.2.18).
+
+    Attribute names are the expanded IRIs, as stored: an update-related operation expands terms
+    (5.5.7), and the ETSI suite (010_04) and Stellio both answer this way."""
     if not report.not_updated:
         return http.empty(204, tenant=tenant or None)
-    body = {"updated": [view_ctx.compact(a) for a in report.updated],
-            "notUpdated": [{"attributeName": view_ctx.compact(a), "reason": r} for a, r in report.not_updated]}
+    body = {"updated": list(report.updated),
+            "notUpdated": [{"attributeName": a, "reason": r} for a, r in report.not_updated]}
     return http.respond(body, view_ctx, http.JSON, status=207, tenant=tenant or None)
 
 
@@ -261,7 +266,7 @@ routes = [
     Route("/entities/{entity_id:path}/attrs/{attr}", delete_attr, methods=["DELETE"]),
     Route("/entities/{entity_id:path}/attrs", append_attrs, methods=["POST"]),
     Route("/entities/{entity_id:path}/attrs", update_attrs, methods=["PATCH"]),
-    Route("/entities/{entity_id:path}/attrs", attrs_other_method),
+    Route("/entities/{entity_id:path}/attrs", attrs_other_method, methods=["GET", "PUT", "DELETE"]),
     Route("/entities/{entity_id:path}", retrieve_entity, methods=["GET"]),
     Route("/entities/{entity_id:path}", delete_entity, methods=["DELETE"]),
     Route("/entities/{entity_id:path}", replace_entity, methods=["PUT"]),

@@ -34,10 +34,11 @@ def _is_core(cid: str) -> bool:
 
 
 def _details(c: StoredContext, base: str) -> dict[str, Any]:
-    d = {"URL": c.url if c.kind != "Hosted" else base + HOSTED_PATH + c.id, "localId": c.id, "kind": c.kind,
-         "createdAt": c.created_at}
+    d: dict[str, Any] = {"URL": c.url if c.kind != "Hosted" else base + HOSTED_PATH + c.id, "localId": c.id,
+                         "kind": c.kind, "createdAt": c.created_at}
     if c.kind == "Cached":
-        d["lastUsage"] = c.last_used_at
+        if c.last_used_at is not None:  # optional member: absent rather than null when never used
+            d["lastUsage"] = c.last_used_at
         d["numberOfHits"] = c.uses
     return d
 

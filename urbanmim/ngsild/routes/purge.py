@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 
-from urbanmim.errors import BadRequestData
+from urbanmim.errors import BadRequestData, InvalidRequest
 from urbanmim.ngsild import http, params
 from urbanmim.ngsild.entity import NGSILD
 
@@ -40,7 +40,10 @@ async def purge_entities(request: Request) -> Response:
         raise BadRequestData("keep and drop cannot be used together")
     _names(p.get("attrs"), "attrs")
     local = params.parse_bool(p, "local")
-    query = params.entity_query(p, ctx, tenant, require_filter=False)
+    try:
+        query = params.entity_query(p, ctx, tenant, require_filter=False)
+    except InvalidRequest as e:  # 5.6.21.4: an invalid id, q or geo-query is BadRequestData here
+        raise BadRequestData(e.detail) from None
     if query.q is not None and query.q.link_depth() > 0:
         raise BadRequestData("q cannot follow relationships (linked-entity query) in a purge")
     qualifies = (
