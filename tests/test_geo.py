@@ -22,7 +22,6 @@ from urbanmim.ngsild.entity import LOCATION, NGSILD
 from urbanmim.ngsild.geo import (
     GeoQuery,
     bbox,
-    looks_like_geometry,
     normalize_geometry,
     parse_geo_q_object,
     parse_geo_query,
@@ -156,14 +155,6 @@ def test_invalid_geometries(value: object, fragment: str) -> None:
         validate_geometry(value)
     assert fragment in info.value.detail
     assert info.value.to_problem()["status"] == 400
-
-
-def test_looks_like_geometry() -> None:
-    assert looks_like_geometry(point(1, 2))
-    assert looks_like_geometry({"type": "Point", "coordinates": [500, 0]})     # shape only; validate next
-    assert not looks_like_geometry({"type": "GeometryCollection", "geometries": []})
-    assert not looks_like_geometry({"type": "Point"})
-    assert not looks_like_geometry("Point")
 
 
 # ------------------------------------------------------------------------------------------ bbox
