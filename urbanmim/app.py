@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from urbanmim.errors import InternalError, InvalidRequest, MethodNotAllowed, NgsiError, ResourceNotFound
 from urbanmim.ngsild.contexts import ContextRegistry, StoredContext
 from urbanmim.ngsild.http import allowed_params, known_params, problem_response
-from urbanmim.ngsild.routes import batch, discovery, entities, info, jsonld_contexts, query_post
+from urbanmim.ngsild.routes import batch, discovery, entities, info, jsonld_contexts, query_post, subscriptions
 from urbanmim.service.entities import EntityService
 from urbanmim.settings import Settings
 from urbanmim.store.base import Store
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
             await store.close()
 
     api = _guard_params([*entities.routes, *batch.routes, *discovery.routes, *jsonld_contexts.routes, *info.routes,
-                        *query_post.routes])
+                        *query_post.routes, *subscriptions.routes])
     app = Starlette(
         routes=[Mount("/ngsi-ld/v1", routes=api), Route("/", info.home)],
         exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _unexpected},

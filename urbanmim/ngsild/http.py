@@ -88,6 +88,11 @@ QUERY_PARAMS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/jsonldContexts/{cid:path}"): _params("details"),
     ("DELETE", "/jsonldContexts/{cid:path}"): _params("reload"),
     ("GET", "/info/sourceIdentity"): _params(),
+    ("POST", "/subscriptions"): _params(),
+    ("GET", "/subscriptions"): _params("limit", "offset", "count", "local", "options"),
+    ("GET", "/subscriptions/{sub_id:path}"): _params("options"),
+    ("PATCH", "/subscriptions/{sub_id:path}"): _params(),
+    ("DELETE", "/subscriptions/{sub_id:path}"): _params(),
 }
 
 

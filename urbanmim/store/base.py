@@ -105,6 +105,42 @@ class Outcome:
 
 
 @dataclass
+class Change:
+    """One committed-to-be entity change, as listeners see it inside the write transaction."""
+
+    tenant: str
+    entity_id: str
+    old: Entity | None
+    new: Entity | None
+    at: str          # the write's time (ISO 8601, UTC, ms)
+
+
+@dataclass
+class TemporalRecord:
+    """One attribute instance for the temporal history (written with the state it describes)."""
+
+    entity_id: str
+    entity_type: str
+    attr: str                   # expanded attribute IRI
+    dataset_id: str | None
+    ts: str                     # observedAt if present, else the modification time (ISO, UTC)
+    instance: dict[str, Any]
+    num: float | None = None    # the numeric value, for aggregation
+    deleted: bool = False
+
+
+@dataclass
+class OutboxRecord:
+    """One notification to deliver (at least once) for a subscription."""
+
+    subscription_id: str
+    payload: dict[str, Any]     # what the notifier renders and sends
+
+
+ChangeListener = Callable[[Change], Iterable["TemporalRecord | OutboxRecord"]]
+
+
+@dataclass
 class TypeInfo:
     type: str
     count: int
@@ -161,3 +197,16 @@ class Store(ABC):
 
     @abstractmethod
     async def load_contexts(self) -> list[tuple[str, str, Any, str]]: ...
+
+    # ---- subscriptions (per tenant; the document is the internal, expanded form) ----------
+    @abstractmethod
+    async def save_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    async def list_subscriptions(self, tenant: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]: ...
+
+    @abstractmethod
+    async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...

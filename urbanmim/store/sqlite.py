@@ -30,6 +30,10 @@ from urbanmim.errors import InternalError, NgsiError
 from urbanmim.ngsild.entity import Entity
 from urbanmim.store.base import (
     UNCHANGED,
+    Change,
+    ChangeListener,
+    OutboxRecord,
+    TemporalRecord,
     AttributeInfo,
     EntityQuery,
     Mutation,
@@ -58,6 +62,8 @@ CREATE TABLE IF NOT EXISTS geomap(gid INTEGER PRIMARY KEY, rid INTEGER NOT NULL,
 CREATE INDEX IF NOT EXISTS geomap_rid ON geomap(rid);
 CREATE TABLE IF NOT EXISTS contexts(cid TEXT PRIMARY KEY, url TEXT NOT NULL, doc BLOB NOT NULL,
     created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS subscriptions(tid INTEGER NOT NULL, id TEXT NOT NULL, doc BLOB NOT NULL,
+    PRIMARY KEY(tid, id));
 """
 
 _STOP = object()
@@ -93,6 +99,8 @@ class SQLiteStore(Store):
         self._term_iri: dict[int, str] = {}
         self._tenants: dict[str, int] = {}
         self._lock = threading.Lock()
+        # called inside the write transaction for every entity change (temporal history, outbox)
+        self.listeners: list[ChangeListener] = []
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -164,7 +172,7 @@ class SQLiteStore(Store):
                 tid = self._tenant_id_w(conn, req.tenant, new_tenants)
                 outs = []
                 for m in req.mutations:
-                    outs.append(self._apply(conn, tid, m, new_terms))
+                    outs.append(self._apply(conn, tid, req.tenant, m, new_terms))
                 results.append(outs)
             conn.execute("COMMIT")
         except Exception as e:  # the whole transaction failed: nobody is acknowledged
@@ -199,7 +207,8 @@ class SQLiteStore(Store):
             new[iri] = tid
         return tid
 
-    def _apply(self, conn: sqlite3.Connection, tid: int, m: Mutation, new_terms: dict[str, int]) -> Outcome:
+    def _apply(self, conn: sqlite3.Connection, tid: int, tenant: str, m: Mutation,
+               new_terms: dict[str, int]) -> Outcome:
         row = conn.execute("SELECT rid, doc FROM entities WHERE tid=? AND id=?", (tid, m.entity_id)).fetchone()
         current = orjson.loads(row[1]) if row else None
         try:
@@ -229,6 +238,12 @@ class SQLiteStore(Store):
                                    (tid, new["id"], orjson.dumps(new))).lastrowid
             if new is not None:
                 self._index(conn, tid, rid, new, new_terms)
+            if self.listeners:
+                change = Change(tenant, m.entity_id, current, new,
+                                (new or {}).get("modifiedAt") or _now_iso())
+                records = [r for listener in self.listeners for r in listener(change)]
+                if records:
+                    self._write_records(conn, tid, records)
             conn.execute("RELEASE m")
         except Exception as e:
             conn.execute("ROLLBACK TO m")
@@ -236,6 +251,21 @@ class SQLiteStore(Store):
             log.exception("write of %s failed", m.entity_id)
             return Outcome(m.entity_id, error=InternalError(f"{type(e).__name__} while writing {m.entity_id}"))
         return Outcome(m.entity_id, result)
+
+    def _write_records(self, conn: sqlite3.Connection, tid: int, records: list[Any]) -> None:
+        """Persist what listeners derived from a change, in the same transaction as the change."""
+        temporal = [r for r in records if isinstance(r, TemporalRecord)]
+        outbox = [r for r in records if isinstance(r, OutboxRecord)]
+        if temporal:
+            self._write_temporal(conn, tid, temporal)
+        if outbox:
+            self._write_outbox(conn, tid, outbox)
+
+    def _write_temporal(self, conn: sqlite3.Connection, tid: int, records: list[TemporalRecord]) -> None:
+        raise NotImplementedError("temporal history is not available in this store")
+
+    def _write_outbox(self, conn: sqlite3.Connection, tid: int, records: list[OutboxRecord]) -> None:
+        raise NotImplementedError("notifications are not available in this store")
 
     def _index(self, conn: sqlite3.Connection, tid: int, rid: int, ent: Entity, new_terms: dict[str, int]) -> None:
         from urbanmim.ngsild.geo import bbox
@@ -447,6 +477,51 @@ class SQLiteStore(Store):
         return [(c, u, orjson.loads(d), t) for c, u, d, t in
                 self.rconn.execute("SELECT cid, url, doc, created_at FROM contexts")]
 
+    # ---- subscriptions -----------------------------------------------------------------------
+    async def save_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None:
+        """Insert or replace one subscription; the tenant is created on its first write."""
+        data = orjson.dumps(doc)
+
+        def run() -> int:
+            conn = _connect(self.path, self.synchronous)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                tid = self._tenant_id_w(conn, tenant, {})
+                conn.execute("INSERT OR REPLACE INTO subscriptions(tid, id, doc) VALUES (?,?,?)", (tid, sub_id, data))
+                conn.execute("COMMIT")
+                return tid
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            finally:
+                conn.close()
+        tid = await asyncio.get_running_loop().run_in_executor(None, run)
+        with self._lock:
+            self._tenants[tenant] = tid
+
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
+        tid = self._tid(tenant)
+        if tid is None:
+            return None
+        row = self.rconn.execute("SELECT doc FROM subscriptions WHERE tid=? AND id=?", (tid, sub_id)).fetchone()
+        return orjson.loads(row[0]) if row else None
+
+    async def list_subscriptions(self, tenant: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        tid = self._tid(tenant)
+        if tid is None:
+            return [], 0
+        (total,) = self.rconn.execute("SELECT COUNT(*) FROM subscriptions WHERE tid=?", (tid,)).fetchone()
+        rows = self.rconn.execute("SELECT doc FROM subscriptions WHERE tid=? ORDER BY rowid LIMIT ? OFFSET ?",
+                                  (tid, limit, offset)).fetchall()
+        return [orjson.loads(r[0]) for r in rows], int(total)
+
+    async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
+        tid = self._tid(tenant)
+        if tid is None or await self.get_subscription(tenant, sub_id) is None:
+            return False
+        await self._exec("DELETE FROM subscriptions WHERE tid=? AND id=?", (tid, sub_id))
+        return True
+
     async def _exec(self, sql: str, args: tuple[Any, ...]) -> None:
         """A one-statement write outside the entity path, serialised with the writer by SQLite's lock."""
         def run() -> None:
@@ -456,6 +531,12 @@ class SQLiteStore(Store):
             finally:
                 conn.close()
         await asyncio.get_running_loop().run_in_executor(None, run)
+
+
+def _now_iso() -> str:
+    import time
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
 def _set_result(fut: asyncio.Future[Any], value: Any) -> None:

@@ -1,0 +1,147 @@
+"""/subscriptions (clause 5.8.1–5.8.5): create, query, retrieve, update, delete.
+
+Storage and validation only: notifications are sent by the notifier, which reads the stored
+internal form (``urbanmim.subscriptions.model``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from urbanmim.errors import AlreadyExists, BadRequestData, ResourceNotFound
+from urbanmim.ngsild import http, params
+from urbanmim.ngsild.contexts import HOSTED_PATH, StoredContext, TermMap
+from urbanmim.ngsild.payload import is_uri
+from urbanmim.subscriptions import model
+
+PATH = "/ngsi-ld/v1/subscriptions/"
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 20
+
+
+def _limit(request: Request) -> int:
+    return int(request.app.state.settings.max_body_bytes)
+
+
+def _sub_id(request: Request) -> str:
+    sid = request.path_params.get("sub_id", "")
+    if not sid or not is_uri(sid):
+        raise BadRequestData(f"subscription id {sid!r} is not a URI")
+    return str(sid)
+
+
+async def _read(request: Request, *, merge_patch: bool = False) -> tuple[dict[str, Any], TermMap, Any]:
+    """Body, its TermMap and the @context value it brought (None: core only)."""
+    body, ctype = await http.read_json(request, _limit(request), merge_patch=merge_patch)
+    if not isinstance(body, dict):
+        raise BadRequestData("a Subscription payload must be a JSON object")
+    ctx_value = http.context_source(request, body, ctype)
+    ctx = await http.request_context(request, body, ctype)
+    return body, ctx, ctx_value
+
+
+async def _check_json_ld_context(request: Request, members: dict[str, Any]) -> None:
+    """An explicit ``jsonldContext`` must be a usable context (400 invalid, 504 unavailable)."""
+    url = members.get("jsonldContext")
+    if url is not None:
+        await request.app.state.contexts.resolve(url)
+
+
+def _implicit_context(request: Request, value: Any) -> str:
+    """Register the request's inline/list @context as ImplicitlyCreated (clause 5.13) → its URL."""
+    cid = uuid.uuid4().hex
+    url = str(request.base_url).rstrip("/") + HOSTED_PATH + cid
+    request.app.state.contexts.documents[url] = StoredContext(
+        id=cid, url=url, kind="ImplicitlyCreated", document=value,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return url
+
+
+async def create_subscription(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    store = request.app.state.store
+    body, ctx, ctx_value = await _read(request)
+    if "id" in body:
+        sid = body["id"]
+        if not isinstance(sid, str) or not is_uri(sid):
+            raise BadRequestData(f"subscription id {sid!r} is not a URI")
+    else:
+        sid = f"urn:ngsi-ld:Subscription:{uuid.uuid4()}"
+    doc = model.new_subscription(body, ctx, sub_id=sid, ctx_value=ctx_value)
+    await _check_json_ld_context(request, doc)
+    if await store.get_subscription(tenant, sid) is not None:
+        raise AlreadyExists(f"subscription {sid} already exists")
+    if "jsonldContext" not in doc and ctx_value is not None:
+        doc["jsonldContext"] = ctx_value if isinstance(ctx_value, str) else _implicit_context(request, ctx_value)
+    await store.save_subscription(tenant, sid, doc)
+    return http.empty(201, {"Location": PATH + quote(sid, safe=":")}, tenant=tenant or None)
+
+
+async def query_subscriptions(request: Request) -> Response:
+    tenant = await http.require_tenant(request, request.app.state.store)
+    media = http.negotiate(request)
+    ctx = await http.request_context(request)
+    p = request.query_params
+    limit = params.parse_int(p, "limit", DEFAULT_LIMIT)
+    offset = params.parse_int(p, "offset", 0)
+    count = params.parse_bool(p, "count")
+    if limit > MAX_LIMIT:
+        raise BadRequestData(f"limit must not exceed {MAX_LIMIT}")
+    if limit == 0 and not count:
+        raise BadRequestData("limit=0 is only allowed together with count=true")
+    sys_attrs = "sysAttrs" in params.options_of(p)
+    docs, total = await request.app.state.store.list_subscriptions(tenant, limit, offset)
+    body = [model.render(d, ctx, sys_attrs=sys_attrs) for d in docs]
+    headers = {"NGSILD-Results-Count": str(total)} if count else {}
+    return http.respond(body, ctx, media, headers=headers, tenant=tenant or None)
+
+
+async def retrieve_subscription(request: Request) -> Response:
+    tenant = await http.require_tenant(request, request.app.state.store)
+    sid = _sub_id(request)
+    media = http.negotiate(request)
+    ctx = await http.request_context(request)
+    sys_attrs = "sysAttrs" in params.options_of(request.query_params)
+    doc = await request.app.state.store.get_subscription(tenant, sid)
+    if doc is None:
+        raise ResourceNotFound(f"subscription {sid} does not exist")
+    return http.respond(model.render(doc, ctx, sys_attrs=sys_attrs), ctx, media, tenant=tenant or None)
+
+
+async def update_subscription(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    sid = _sub_id(request)
+    store = request.app.state.store
+    body, ctx, ctx_value = await _read(request, merge_patch=True)
+    current = await store.get_subscription(tenant, sid)
+    if current is None:
+        raise ResourceNotFound(f"subscription {sid} does not exist")
+    doc = model.merge_fragment(current, body, ctx, ctx_value=ctx_value)
+    if doc.get("jsonldContext") != current.get("jsonldContext"):
+        await _check_json_ld_context(request, doc)
+    await store.save_subscription(tenant, sid, doc)
+    return http.empty(204, tenant=tenant or None)
+
+
+async def delete_subscription(request: Request) -> Response:
+    tenant = http.tenant_of(request)
+    sid = _sub_id(request)
+    if not await request.app.state.store.delete_subscription(tenant, sid):
+        raise ResourceNotFound(f"subscription {sid} does not exist")
+    return http.empty(204, tenant=tenant or None)
+
+
+routes = [
+    Route("/subscriptions", create_subscription, methods=["POST"]),
+    Route("/subscriptions", query_subscriptions, methods=["GET"]),
+    Route("/subscriptions/{sub_id:path}", retrieve_subscription, methods=["GET"]),
+    Route("/subscriptions/{sub_id:path}", update_subscription, methods=["PATCH"]),
+    Route("/subscriptions/{sub_id:path}", delete_subscription, methods=["DELETE"]),
+]
