@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk figure (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="unmeasured wrk seconds before each figure")
     p.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
-    p.add_argument("--batch-size", type=int, default=10, help="entities per upsert request")
+    p.add_argument("--batch-size", type=int, default=1000, help="entities per upsert request")
     p.add_argument("--batch-concurrency", type=int, default=4, help="upsert requests in flight")
     p.add_argument("--link", action="store_true", help="creates send a Link header to the core context")
     p.add_argument("--ceiling-only", action="store_true", help="measure only the bare ASGI app")

@@ -19,10 +19,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from urbanmim.components import default_components
 from urbanmim.errors import InternalError, InvalidRequest, MethodNotAllowed, NgsiError, ResourceNotFound
 from urbanmim.ngsild.contexts import ContextRegistry, StoredContext
 from urbanmim.ngsild.http import allowed_params, known_params, problem_response
-from urbanmim.ngsild.routes import batch, discovery, entities, info, jsonld_contexts, query_post, subscriptions
+from urbanmim.ngsild.routes import batch, discovery, entities, info, jsonld_contexts, query_post
 from urbanmim.service.entities import EntityService
 from urbanmim.settings import Settings
 from urbanmim.store.base import Store
@@ -93,19 +94,28 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
     settings = settings or Settings()
     store = store or open_store(settings)
     contexts = ContextRegistry(timeout=settings.context_timeout)
+    components = default_components()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for c in components:
+            c.install(app)
         await store.open()
         for cid, url, doc, created in await store.load_contexts():
             contexts.documents[url] = StoredContext(id=cid, url=url, kind="Hosted", document=doc, created_at=created)
+        started = []
         try:
+            for c in components:
+                await c.start(app)
+                started.append(c)
             yield
         finally:
+            for c in reversed(started):
+                await c.stop(app)
             await store.close()
 
     api = _guard_params([*entities.routes, *batch.routes, *discovery.routes, *jsonld_contexts.routes, *info.routes,
-                        *query_post.routes, *subscriptions.routes])
+                        *query_post.routes, *(r for c in components for r in c.routes)])
     app = Starlette(
         routes=[Mount("/ngsi-ld/v1", routes=api), Route("/", info.home)],
         exception_handlers={NgsiError: _ngsi_error, HTTPException: _http_error, Exception: _unexpected},

@@ -21,8 +21,9 @@ import queue
 import sqlite3
 import threading
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import orjson
 
@@ -30,18 +31,20 @@ from urbanmim.errors import InternalError, NgsiError
 from urbanmim.ngsild.entity import Entity
 from urbanmim.store.base import (
     UNCHANGED,
+    AttributeInfo,
     Change,
     ChangeListener,
-    OutboxRecord,
-    TemporalRecord,
-    AttributeInfo,
     EntityQuery,
     Mutation,
+    OutboxRecord,
     Outcome,
     QueryResult,
     Store,
+    TemporalRecord,
     TypeInfo,
 )
+from urbanmim.store.sqlite_outbox import SQLiteOutbox
+from urbanmim.store.sqlite_temporal import SQLiteTemporal
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", max_batch: int = 2000):
         self.path = str(path)
         self.synchronous = synchronous
@@ -107,7 +110,7 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path, self.synchronous)
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA + "".join(getattr(k, "SCHEMA_PART", "") for k in type(self).__mro__))
         conn.close()
         self._read = _connect(self.path, self.synchronous)
         self._reload_caches(self._read)
@@ -260,12 +263,6 @@ class SQLiteStore(Store):
             self._write_temporal(conn, tid, temporal)
         if outbox:
             self._write_outbox(conn, tid, outbox)
-
-    def _write_temporal(self, conn: sqlite3.Connection, tid: int, records: list[TemporalRecord]) -> None:
-        raise NotImplementedError("temporal history is not available in this store")
-
-    def _write_outbox(self, conn: sqlite3.Connection, tid: int, records: list[OutboxRecord]) -> None:
-        raise NotImplementedError("notifications are not available in this store")
 
     def _index(self, conn: sqlite3.Connection, tid: int, rid: int, ent: Entity, new_terms: dict[str, int]) -> None:
         from urbanmim.ngsild.geo import bbox

@@ -1,0 +1,34 @@
+"""Extension points, declared in one place: a platform component plugs in here.
+
+A component brings its routes (mounted under /ngsi-ld/v1), may register store change
+listeners before the store opens (``install``: they run inside the write transaction),
+and may run background work between ``start`` and ``stop`` (e.g. the notifier). The app
+knows components only through this protocol, so temporal history, notifications and
+later features add themselves without editing the core.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from starlette.routing import BaseRoute
+
+
+async def _noop(app: Any) -> None:
+    return None
+
+
+@dataclass
+class Component:
+    name: str
+    routes: list[BaseRoute] = field(default_factory=list)
+    install: Callable[[Any], None] = lambda app: None        # before the store opens
+    start: Callable[[Any], Awaitable[None]] = _noop          # after it opened
+    stop: Callable[[Any], Awaitable[None]] = _noop           # before it closes
+
+
+def default_components() -> list[Component]:
+    from urbanmim.subscriptions.component import component as subscriptions
+    from urbanmim.temporal.component import component as temporal
+    return [temporal(), subscriptions()]
