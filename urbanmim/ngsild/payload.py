@@ -60,17 +60,41 @@ def check_entity_id(value: Any) -> str:
     return value
 
 
+# names and IRIs already checked: a city's payloads reuse a few dozen of them
+_GOOD_NAMES: set[str] = set()
+_GOOD_IRIS: set[str] = set()
+
+
 def check_attr_name(name: str) -> None:
     """Attribute names must be usable in q and URLs, and never a JSON-LD keyword (``@...``)."""
+    if name in _GOOD_NAMES:
+        return
     if not name or _BAD_NAME.search(name) or name.startswith("@"):
         raise BadRequestData(f"attribute name {name!r} is not allowed")
+    if len(_GOOD_NAMES) < 100_000:
+        _GOOD_NAMES.add(name)
+
+
+def _is_plain_point(value: Any) -> bool:
+    """A valid lon/lat(/alt) GeoJSON Point, checked without building a Shapely geometry (the
+    common case of sensor locations; anything else goes through ``geo.validate_geometry``)."""
+    if type(value) is not dict or value.get("type") != "Point" or len(value) != 2:
+        return False
+    c = value.get("coordinates")
+    if type(c) is not list or not 2 <= len(c) <= 3 or not all(type(x) in (int, float) for x in c):
+        return False
+    return -180.0 <= c[0] <= 180.0 and -90.0 <= c[1] <= 90.0 and all(x == x and abs(x) != float("inf") for x in c)
 
 
 def _check_iri(iri: str, what: str, term: str) -> str:
     """An expanded term must be an absolute IRI: a term the @context maps to a JSON-LD keyword
     (e.g. ``type`` → ``@type`` in the core context) names nothing and is rejected."""
+    if iri in _GOOD_IRIS:
+        return iri
     if iri.startswith("@") or not is_uri(iri):
         raise BadRequestData(f"{what} {term!r} does not expand to an IRI (got {iri!r})")
+    if len(_GOOD_IRIS) < 100_000:
+        _GOOD_IRIS.add(iri)
     return iri
 
 
@@ -166,7 +190,8 @@ def parse_instance(name: str, raw: Any, ctx: TermMap, *, allow_null: bool = Fals
         from urbanmim.ngsild.geo import validate_geometry
         if isinstance(value, str):
             raise BadRequestData(f"GeoProperty {name!r}: value must be a GeoJSON geometry")
-        validate_geometry(value)
+        if not _is_plain_point(value):
+            validate_geometry(value)
         inst["value"] = value
     elif typ == "LanguageProperty":
         if not isinstance(value, dict) or not value:

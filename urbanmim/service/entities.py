@@ -8,7 +8,6 @@ read-modify-write atomic without locks here, and lets one batch see its own writ
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +67,7 @@ class EntityService:
             if cur is not None:
                 raise AlreadyExists(f"entity {ent['id']} already exists")
             now = now_iso()
-            new = copy.deepcopy(ent)
+            new = ent
             new["createdAt"] = new["modifiedAt"] = now
             for insts in new["attrs"].values():
                 for inst in insts:
@@ -100,7 +99,7 @@ class EntityService:
                     raise ResourceNotFound(f"entity {ent['id']} not found")
                 return EntityService.create_fn(ent)(None)
             now = now_iso()
-            new = copy.deepcopy(ent)
+            new = ent
             if "type" not in new:
                 new["type"] = cur["type"]
             new["createdAt"] = cur.get("createdAt", now)
@@ -121,7 +120,7 @@ class EntityService:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
             now = now_iso()
-            new = copy.deepcopy(cur)
+            new = cur
             if "type" in frag:
                 for t in frag["type"]:
                     if t not in new["type"]:
@@ -165,7 +164,7 @@ class EntityService:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
             now = now_iso()
-            new = copy.deepcopy(cur)
+            new = cur
             report = AttrReport()
             changed = _add_types(new, frag)
             if frag.get("scope") is not None:
@@ -183,9 +182,9 @@ class EntityService:
                         if no_overwrite:
                             report.not_updated.append((iri, "attribute exists and noOverwrite was requested"))
                             continue
-                        existing[i] = _stamp(copy.deepcopy(inst), now, existing[i].get("createdAt"))
+                        existing[i] = _stamp(inst, now, existing[i].get("createdAt"))
                     else:
-                        existing.append(_stamp(copy.deepcopy(inst), now))
+                        existing.append(_stamp(inst, now))
                     done = True
                 if not existing:
                     del new["attrs"][iri]
@@ -207,7 +206,7 @@ class EntityService:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
             now = now_iso()
-            new = copy.deepcopy(cur)
+            new = cur
             report = AttrReport()
             changed = _add_types(new, frag)
             if "scope" in frag:
@@ -270,7 +269,7 @@ class EntityService:
             if not cur["attrs"].get(attr):
                 raise ResourceNotFound(f"attribute {attr} not found in {entity_id}")
             now = now_iso()
-            new = copy.deepcopy(cur)
+            new = cur
             target = new["attrs"][attr]
             ds = patch.get("datasetId")
             i = _find(target, ds)
@@ -307,14 +306,14 @@ class EntityService:
             if attr not in cur["attrs"]:
                 raise ResourceNotFound(f"attribute {attr} not found in {entity_id}")
             now = now_iso()
-            new = copy.deepcopy(cur)
+            new = cur
             target = new["attrs"][attr]
             for inst in insts:
                 i = _find(target, inst.get("datasetId"))
                 if i < 0:
-                    target.append(_stamp(copy.deepcopy(inst), now))
+                    target.append(_stamp(inst, now))
                 else:
-                    target[i] = _stamp(copy.deepcopy(inst), now, target[i].get("createdAt"))
+                    target[i] = _stamp(inst, now, target[i].get("createdAt"))
             new["modifiedAt"] = now
             return new, None
         await self._one(tenant, Mutation(entity_id, fn))
@@ -326,7 +325,7 @@ class EntityService:
         def fn(cur: Entity | None) -> tuple[Any, Any]:
             if cur is None:
                 raise ResourceNotFound(f"entity {entity_id} not found")
-            new = copy.deepcopy(cur)
+            new = cur
             if attr == SCOPE and attr not in cur["attrs"]:
                 if "scope" not in new:
                     raise ResourceNotFound(f"entity {entity_id} has no scope")
@@ -366,7 +365,7 @@ class EntityService:
                      if (keep is None or k in keep) and (drop is None or k not in drop)}
             if len(attrs) == len(cur["attrs"]):
                 return UNCHANGED, False
-            new = dict(cur, attrs=copy.deepcopy(attrs), modifiedAt=now_iso())
+            new = dict(cur, attrs=attrs, modifiedAt=now_iso())
             return new, True
         return fn
 

@@ -92,6 +92,11 @@ class Mutation:
 
     ``fn`` may raise an ``NgsiError``; that mutation then fails alone (its result is the
     error) and the others in the same call still commit.
+
+    Ownership: the store hands ``fn`` a private copy of the current entity (decoded from
+    storage for this call), so ``fn`` may modify it in place and return it; what ``fn``
+    captured from the request is applied once. No defensive copies are needed — they
+    used to cost more than the whole SQLite write.
     """
 
     entity_id: str
@@ -211,3 +216,119 @@ class Store(ABC):
 
     @abstractmethod
     async def delete_subscription(self, tenant: str, sub_id: str) -> bool: ...
+
+    # ---- temporal history (clause 5.6.11-5.6.18, 5.7.3-5.7.4) -------------------------------
+    # Appended by the temporal work; the per-backend layout is documented in its module
+    # (SQLite: ``store/sqlite_temporal.py``). Times are epoch milliseconds (UTC) throughout.
+    @abstractmethod
+    async def temporal_upsert(self, tenant: str, entity: TemporalEntity, records: list[TemporalRecord], *,
+                              mode: str) -> bool:
+        """Add instances to a temporal entity; mode "create" | "upsert" | "append". True when created.
+
+        "append" fails with ResourceNotFound when the temporal entity does not exist."""
+
+    @abstractmethod
+    async def temporal_entities(self, tenant: str, ids: list[str] | None = None) -> list[TemporalEntity]:
+        """Temporal entities (with the attribute IRIs of their history), in creation order."""
+
+    @abstractmethod
+    async def temporal_latest(self, tenant: str, entity_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The most recent instance per (attribute, datasetId): what q and geo filters look at."""
+
+    @abstractmethod
+    async def temporal_instances(self, tenant: str, entity_id: str, attr: str, span: TemporalSpan, *,
+                                 newest_first: bool, limit: int) -> list[StoredInstance]:
+        """Up to ``limit`` instances of one attribute in ``span``, oldest (or newest) first."""
+
+    @abstractmethod
+    async def temporal_buckets(self, tenant: str, entity_id: str, attr: str, start: int,
+                               end: int) -> list[HourBucket]:
+        """The pre-aggregated hour buckets of one attribute with ``start <= hour < end`` (hour-aligned)."""
+
+    @abstractmethod
+    async def temporal_delete(self, tenant: str, entity_id: str, attr: str | None = None, *,
+                              dataset_id: str | None = None, delete_all: bool = False) -> bool:
+        """Delete a whole temporal entity (attr None) or one attribute's history. False when absent."""
+
+    @abstractmethod
+    async def temporal_instance_update(self, tenant: str, entity_id: str, attr: str, instance_id: str,
+                                       patch: dict[str, Any] | None, now: str) -> bool:
+        """Merge ``patch`` into one stored instance (None deletes it). False when absent."""
+
+
+@dataclass
+class TemporalEntity:
+    """The entity-level part of a temporal history (its attributes live in instance rows)."""
+
+    entity_id: str
+    types: list[str]
+    scope: list[str] | None = None
+    created_at: str | None = None
+    modified_at: str | None = None
+    deleted_at: str | None = None
+    attrs: set[str] = field(default_factory=set)
+
+
+@dataclass
+class TemporalSpan:
+    """Which instants a temporal query looks at: ``start <= t < end`` of ``timeproperty``."""
+
+    timeproperty: str = "observedAt"     # observedAt | createdAt | modifiedAt | deletedAt
+    start: int | None = None
+    end: int | None = None               # exclusive ("before" is strict, 4.11)
+    end_inclusive: bool = False          # "between" ... "after" are inclusive of their bound
+    dataset_ids: frozenset[str] | None = None   # "@none" = the default instance
+
+
+@dataclass
+class StoredInstance:
+    instance_id: str
+    attr: str
+    dataset_id: str | None
+    ts: int                  # epoch ms of the span's timeproperty
+    instance: dict[str, Any]
+    num: float | None
+
+
+@dataclass
+class HourBucket:
+    dataset_id: str | None
+    hour: int                # epoch ms of the hour's start
+    count: int               # live instances
+    ncount: int              # of which numeric
+    sum: float
+    sumsq: float
+    min: float | None
+    max: float | None
+
+    # ---- notification outbox (rows are written by ChangeListeners inside the write transaction)
+    @abstractmethod
+    def set_outbox_wakeup(self, fn: Callable[[], None] | None) -> None:
+        """``fn`` is called (from any thread) after each commit that added outbox rows."""
+
+    @abstractmethod
+    async def outbox_fetch(self, after_seq: int, limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+        """Pending rows ``(seq, tenant, subscription id, payload)`` with ``seq > after_seq``, in order."""
+
+    @abstractmethod
+    async def outbox_done(self, seqs: list[int]) -> None:
+        """Forget delivered rows."""
+
+    @abstractmethod
+    async def outbox_add(self, tenant: str, records: list[OutboxRecord]) -> None:
+        """Queue notifications that no entity write carries (periodic ``timeInterval`` ones)."""
+
+    @abstractmethod
+    async def outbox_drop(self, tenant: str, sub_id: str) -> None:
+        """A deleted subscription: drop its pending rows and its delivery counters."""
+
+    @abstractmethod
+    async def save_subscription_statuses(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Persist delivery counters ``(tenant, subscription id, counters)``."""
+
+    @abstractmethod
+    async def load_subscription_statuses(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    async def all_subscriptions(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every subscription of every tenant ``(tenant, document)`` (the notifier's cache)."""
