@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,9 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
         self._lock = threading.Lock()
         # called inside the write transaction for every entity change (temporal history, outbox)
         self.listeners: list[ChangeListener] = []
+        # called by the writer thread right after each successful COMMIT (e.g. wake the notifier
+        # without a polling delay); must be cheap and must not raise
+        self.after_commit: list[Callable[[], None]] = []
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -124,6 +127,7 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
             self._queue.put(_STOP)
             await asyncio.get_running_loop().run_in_executor(None, self._writer.join)
             self._writer = None
+        self._outbox_close()
         if self._read is not None:
             self._read.close()
             self._read = None
@@ -191,7 +195,12 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
             self._terms.update(new_terms)
             self._term_iri.update({v: k for k, v in new_terms.items()})
             self._tenants.update(new_tenants)
-        for req, outs in zip(batch, results):
+        for hook in self.after_commit:   # after the caches: a hook may look tenants up
+            try:
+                hook()
+            except Exception:
+                log.exception("after-commit hook failed")
+        for req, outs in zip(batch, results, strict=True):
             req.loop.call_soon_threadsafe(_set_result, req.future, outs)
 
     def _tenant_id_w(self, conn: sqlite3.Connection, name: str, new: dict[str, int]) -> int:
@@ -242,7 +251,9 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
             if new is not None:
                 self._index(conn, tid, rid, new, new_terms)
             if self.listeners:
-                change = Change(tenant, m.entity_id, current, new,
+                # ``fn`` may have modified ``current`` in place: listeners get the stored version
+                before = orjson.loads(row[1]) if row else None
+                change = Change(tenant, m.entity_id, before, new,
                                 (new or {}).get("modifiedAt") or _now_iso())
                 records = [r for listener in self.listeners for r in listener(change)]
                 if records:
@@ -348,14 +359,16 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
                 out[ent["id"]] = ent
         return out
 
-    def _plan(self, q: EntityQuery, tid: int) -> tuple[str, list[Any], bool] | None:
+    def _plan(self, q: EntityQuery, tid: int) -> tuple[str, list[Any], bool, str] | None:
         """FROM/WHERE of a query, driven by the most selective index; None when nothing can match.
 
         Why not ``rid IN (subquery)`` for every filter: SQLite materialises such a subquery,
         i.e. every rid of a 100k-entity type on each query. Instead the driver is the id
         index (``id=``), else the type index (its primary key is in rid order, so paging
         needs no sort), else the tenant's entities; the other filters are correlated
-        EXISTS checks that stop at the first hit. Returns (sql, args, needs_distinct).
+        EXISTS checks that stop at the first hit. Returns (sql, args, needs_distinct, order
+        column) — the order column is the driver's own rid, so SQLite walks the index in
+        order instead of sorting every candidate.
         """
         args: list[Any] = []
         where: list[str] = []
@@ -386,7 +399,8 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
             ids = [i for i in (self._term(a) for a in q.attrs) if i is not None]
             if not ids:
                 return None
-            where.append(f"EXISTS(SELECT 1 FROM eattrs a WHERE a.rid=e.rid AND a.attr_id IN ({','.join('?' * len(ids))}))")
+            marks = ",".join("?" * len(ids))
+            where.append(f"EXISTS(SELECT 1 FROM eattrs a WHERE a.rid=e.rid AND a.attr_id IN ({marks}))")
             args.extend(ids)
         if q.geo is not None:
             box = q.geo.search_bbox()
@@ -398,7 +412,8 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
                 where.append("e.rid IN (SELECT g.rid FROM geoidx r JOIN geomap g ON g.gid=r.gid "
                              "WHERE r.minx<=? AND r.maxx>=? AND r.miny<=? AND r.maxy>=? AND g.attr_id=?)")
                 args.extend([maxx, minx, maxy, miny, aid])
-        return f"{source} WHERE {' AND '.join(where)}", args, distinct
+        order = "t.rid" if source.startswith("etypes") else "e.rid"
+        return f"{source} WHERE {' AND '.join(where)}", args, distinct, order
 
     async def query(self, query: EntityQuery) -> QueryResult:
         tid = self._tid(query.tenant)
@@ -407,7 +422,7 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
         plan = self._plan(query, tid)
         if plan is None:
             return QueryResult([], 0 if query.count else None)
-        body, args, distinct = plan
+        body, args, distinct, order = plan
         conn = self.rconn
         select = "SELECT DISTINCT e.rid, e.doc" if distinct else "SELECT e.rid, e.doc"
         exact = query.needs_exact_filter or query.id_pattern is not None
@@ -416,13 +431,13 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
             if query.count:
                 what = "count(DISTINCT e.rid)" if distinct else "count(*)"
                 count = conn.execute(f"SELECT {what} FROM {body}", args).fetchone()[0]
-            rows = conn.execute(f"{select} FROM {body} ORDER BY e.rid LIMIT ? OFFSET ?",
+            rows = conn.execute(f"{select} FROM {body} ORDER BY {order} LIMIT ? OFFSET ?",
                                 (*args, query.limit, query.offset)) if query.limit > 0 else []
             return QueryResult([orjson.loads(r[1]) for r in rows], count)
         out: list[Entity] = []
         seen = 0
         end = query.offset + query.limit
-        for _rid, doc in conn.execute(f"{select} FROM {body} ORDER BY e.rid", args):
+        for _rid, doc in conn.execute(f"{select} FROM {body} ORDER BY {order}", args):
             ent = orjson.loads(doc)
             if not query.matches(ent):
                 continue
