@@ -8,6 +8,7 @@ read-modify-write atomic without locks here, and lets one batch see its own writ
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -378,8 +379,7 @@ class EntityService:
         ids: list[str] = []
         offset = 0
         while True:
-            q = copy.copy(query)
-            q.limit, q.offset, q.count = page, offset, False
+            q = dataclasses.replace(query, limit=page, offset=offset, count=False)
             got = (await self.store.query(q)).entities
             ids.extend(e["id"] for e in got)
             if len(got) < page:

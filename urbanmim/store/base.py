@@ -221,13 +221,6 @@ class Store(ABC):
     # Appended by the temporal work; the per-backend layout is documented in its module
     # (SQLite: ``store/sqlite_temporal.py``). Times are epoch milliseconds (UTC) throughout.
     @abstractmethod
-    async def temporal_upsert(self, tenant: str, entity: TemporalEntity, records: list[TemporalRecord], *,
-                              mode: str) -> bool:
-        """Add instances to a temporal entity; mode "create" | "upsert" | "append". True when created.
-
-        "append" fails with ResourceNotFound when the temporal entity does not exist."""
-
-    @abstractmethod
     async def temporal_entities(self, tenant: str, ids: list[str] | None = None) -> list[TemporalEntity]:
         """Temporal entities (with the attribute IRIs of their history), in creation order."""
 
