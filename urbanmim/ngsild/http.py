@@ -62,6 +62,8 @@ _RETRIEVE = _params("type", "attrs", "pick", "omit", "geometryProperty", "lang",
                     "datasetId", "join", "joinLevel", "containedBy", "entityMap", "expandValues")
 _WRITE = _params("type", "local", "options", "observedAt", "lang", "format")
 _E = "/entities/{entity_id:path}"
+_T = "/temporal/entities/{entity_id:path}"
+_TEMPORAL = _params("timerel", "timeAt", "endTimeAt", "timeproperty", "lastN", "aggrMethods", "aggrPeriodDuration")
 QUERY_PARAMS: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/entities"): _params("local"),
     ("POST", "/entityOperations/query"): _params("options", "local", "limit", "offset", "count", "orderBy",
@@ -88,6 +90,17 @@ QUERY_PARAMS: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/jsonldContexts/{cid:path}"): _params("details"),
     ("DELETE", "/jsonldContexts/{cid:path}"): _params("reload"),
     ("GET", "/info/sourceIdentity"): _params(),
+    # temporal API (clause 6.18-6.24); the temporal parameters of 6.3.x on top of the entity ones
+    ("POST", "/temporal/entities"): _params("local"),
+    ("GET", "/temporal/entities"): _QUERY | _TEMPORAL,
+    ("POST", "/temporal/entityOperations/query"): _params("options", "local", "limit", "offset", "count",
+                                                          "format"),
+    ("GET", _T): _RETRIEVE | _TEMPORAL,
+    ("DELETE", _T): _params("local"),
+    ("POST", _T + "/attrs"): _params("local"),
+    ("DELETE", _T + "/attrs/{attr}"): _params("local", "datasetId", "deleteAll"),
+    ("PATCH", _T + "/attrs/{attr}/{instance}"): _params("local"),
+    ("DELETE", _T + "/attrs/{attr}/{instance}"): _params("local"),
     ("POST", "/subscriptions"): _params(),
     ("GET", "/subscriptions"): _params("limit", "offset", "count", "local", "options"),
     ("GET", "/subscriptions/{sub_id:path}"): _params("options"),

@@ -147,6 +147,15 @@ class SQLiteTemporal:
         ts = _ms(rec.ts) or 0
         ds = rec.dataset_id or ""
         deleted_at = _ms(inst.get("deletedAt")) if rec.deleted or "deletedAt" in inst else None
+        if deleted_at is None and "observedAt" in inst:
+            # the same observation (attribute, datasetId, observedAt) sent again replaces the stored one
+            same = conn.execute("SELECT iid FROM tinstances WHERE tid=? AND attr_id=? AND teid=? AND ts=? AND ds=? "
+                                "AND deleted_at IS NULL LIMIT 1", (tid, attr_id, teid, ts, ds)).fetchone()
+            if same is not None:
+                conn.execute("UPDATE tinstances SET modified_at=?, num=?, doc=? WHERE iid=?",
+                             (_ms(inst.get("modifiedAt")), rec.num, orjson.dumps(inst), same[0]))
+                self._recompute_bucket(conn, tid, teid, attr_id, ds, ts)
+                return
         conn.execute("INSERT INTO tinstances(tid, attr_id, teid, ds, ts, created_at, modified_at, deleted_at, num, "
                      "doc) VALUES (?,?,?,?,?,?,?,?,?,?)",
                      (tid, attr_id, teid, ds, ts, _ms(inst.get("createdAt")), _ms(inst.get("modifiedAt")),
@@ -214,11 +223,23 @@ class SQLiteTemporal:
         out = []
         for teid, eid, raw in rows:
             doc = orjson.loads(raw)
-            attrs = {self._iri(a) for (a,) in self.rconn.execute(
-                "SELECT DISTINCT attr_id FROM tinstances WHERE teid=?", (teid,))}
+            attrs = {self._iri(a) for a in self._attr_ids(teid)}
             out.append(TemporalEntity(eid, doc.get("type", []), doc.get("scope"), doc.get("createdAt"),
                                       doc.get("modifiedAt"), doc.get("deletedAt"), attrs))
         return out
+
+    def _attr_ids(self, teid: int) -> list[int]:
+        """Distinct attributes of an entity by skipping along the (teid, attr_id) index: one seek
+        per attribute, where ``SELECT DISTINCT`` would walk every instance of a long history."""
+        out: list[int] = []
+        last = -1
+        while True:
+            row = self.rconn.execute("SELECT attr_id FROM tinstances WHERE teid=? AND attr_id>? "
+                                     "ORDER BY attr_id LIMIT 1", (teid, last)).fetchone()
+            if row is None:
+                return out
+            last = int(row[0])
+            out.append(last)
 
     async def temporal_latest(self, tenant: str, entity_id: str) -> dict[str, list[dict[str, Any]]]:
         key = self._teid(tenant, entity_id)
