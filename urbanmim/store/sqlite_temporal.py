@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -51,6 +52,8 @@ HOUR = 3_600_000
 INSTANCE_PREFIX = "urn:ngsi-ld:Instance:"
 _TIME_COLUMN = {"observedAt": "ts", "createdAt": "created_at", "modifiedAt": "modified_at",
                 "deletedAt": "deleted_at"}
+_INSTANCE_INSERT = ("INSERT INTO tinstances(tid, attr_id, teid, ds, ts, created_at, modified_at, deleted_at, "
+                    "num, doc) VALUES (?,?,?,?,?,?,?,?,?,?)")
 _BUCKET_UPSERT = """
 INSERT INTO tbuckets(tid, teid, attr_id, ds, hour, cnt, ncnt, sum, sumsq, vmin, vmax)
 VALUES (?,?,?,?,?,1,?,?,?,?,?)
@@ -104,12 +107,27 @@ class SQLiteTemporal:
 
     # ---- writes (inside the writer's transaction) ---------------------------------------------
     def _write_temporal(self, conn: sqlite3.Connection, tid: int, records: list[TemporalRecord]) -> None:
+        """Record one change's instances. Rows are collected and written with ``executemany``:
+        a write of 7 attributes used to cost ~23 statements, now ~5 (per-call flush keeps the
+        order of changes within the transaction)."""
         from urbanmim.temporal.recorder import ENTITY
         new_terms: dict[str, int] = {}
         teids: dict[str, int] = {}
+        memo: dict[object, int | None] = {}
+
+        def ms(text: object) -> int | None:       # all attributes of one write share their timestamps
+            if text is None:
+                return None
+            hit = memo.get(text, -1)
+            if hit == -1:
+                hit = memo[text] = _ms(text)
+            return hit
+
         for rec in records:
             if rec.attr == ENTITY:
                 teids[rec.entity_id] = self._upsert_tentity(conn, tid, rec)
+        inserts: list[tuple[object, ...]] = []
+        buckets: list[tuple[object, ...]] = []
         for rec in records:
             if rec.attr == ENTITY:
                 continue
@@ -118,7 +136,11 @@ class SQLiteTemporal:
                 teid = teids[rec.entity_id] = self._upsert_tentity(conn, tid, TemporalRecord(
                     rec.entity_id, rec.entity_type, ENTITY, None, rec.ts, {"type": [rec.entity_type]}))
             attr_id = self._term_w(conn, rec.attr, new_terms)  # type: ignore[attr-defined]
-            self._insert_instance(conn, tid, teid, attr_id, rec)
+            self._insert_instance(conn, tid, teid, attr_id, rec, ms, inserts, buckets)
+        if inserts:
+            conn.executemany(_INSTANCE_INSERT, inserts)
+        if buckets:
+            conn.executemany(_BUCKET_UPSERT, buckets)
         if new_terms:
             with self._lock:
                 self._terms.update(new_terms)
@@ -133,37 +155,47 @@ class SQLiteTemporal:
             return int(conn.execute("INSERT INTO tentities(tid, id, doc) VALUES (?,?,?)",
                                     (tid, rec.entity_id, orjson.dumps(doc))).lastrowid or 0)
         doc = orjson.loads(row[1])
+        before = dict(doc)
         types = list(dict.fromkeys([*doc.get("type", []), *meta.get("type", [])]))
         doc.update({k: v for k, v in meta.items() if k not in ("type", "createdAt")})
         doc["type"] = types
         if not rec.deleted:
             doc.pop("deletedAt", None)
-        conn.execute("UPDATE tentities SET doc=? WHERE teid=?", (orjson.dumps(doc), row[0]))
+        if doc != before:
+            conn.execute("UPDATE tentities SET doc=? WHERE teid=?", (orjson.dumps(doc), row[0]))
         return int(row[0])
 
     def _insert_instance(self, conn: sqlite3.Connection, tid: int, teid: int, attr_id: int,
-                         rec: TemporalRecord) -> None:
+                         rec: TemporalRecord, ms: Callable[[object], int | None] = _ms,
+                         inserts: list[tuple[object, ...]] | None = None,
+                         buckets: list[tuple[object, ...]] | None = None) -> None:
         inst = rec.instance
-        ts = _ms(rec.ts) or 0
+        ts = ms(rec.ts) or 0
         ds = rec.dataset_id or ""
-        deleted_at = _ms(inst.get("deletedAt")) if rec.deleted or "deletedAt" in inst else None
+        deleted_at = ms(inst.get("deletedAt")) if rec.deleted or "deletedAt" in inst else None
         if deleted_at is None and "observedAt" in inst:
             # the same observation (attribute, datasetId, observedAt) sent again replaces the stored one
             same = conn.execute("SELECT iid FROM tinstances WHERE tid=? AND attr_id=? AND teid=? AND ts=? AND ds=? "
                                 "AND deleted_at IS NULL LIMIT 1", (tid, attr_id, teid, ts, ds)).fetchone()
             if same is not None:
                 conn.execute("UPDATE tinstances SET modified_at=?, num=?, doc=? WHERE iid=?",
-                             (_ms(inst.get("modifiedAt")), rec.num, orjson.dumps(inst), same[0]))
+                             (ms(inst.get("modifiedAt")), rec.num, orjson.dumps(inst), same[0]))
                 self._recompute_bucket(conn, tid, teid, attr_id, ds, ts)
                 return
-        conn.execute("INSERT INTO tinstances(tid, attr_id, teid, ds, ts, created_at, modified_at, deleted_at, num, "
-                     "doc) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                     (tid, attr_id, teid, ds, ts, _ms(inst.get("createdAt")), _ms(inst.get("modifiedAt")),
-                      deleted_at, rec.num, orjson.dumps(inst)))
+        row = (tid, attr_id, teid, ds, ts, ms(inst.get("createdAt")), ms(inst.get("modifiedAt")),
+               deleted_at, rec.num, orjson.dumps(inst))
+        if inserts is None:
+            conn.execute(_INSTANCE_INSERT, row)
+        else:
+            inserts.append(row)
         if deleted_at is None:
             num = rec.num
-            conn.execute(_BUCKET_UPSERT, (tid, teid, attr_id, ds, ts - ts % HOUR, 0 if num is None else 1,
-                                          num or 0.0, (num or 0.0) ** 2, num, num))
+            brow = (tid, teid, attr_id, ds, ts - ts % HOUR, 0 if num is None else 1,
+                    num or 0.0, (num or 0.0) ** 2, num, num)
+            if buckets is None:
+                conn.execute(_BUCKET_UPSERT, brow)
+            else:
+                buckets.append(brow)
 
     def _recompute_bucket(self, conn: sqlite3.Connection, tid: int, teid: int, attr_id: int, ds: str,
                           ts: int) -> None:
