@@ -124,12 +124,13 @@ def serving(ctx: Ctx, name: str, cmd: list[str], port: int) -> Iterator[servers.
     ctx.commands[name] = ctx.shown(cmd)
     srv = servers.start(name, cmd, port, ctx.server_cpu, ctx.tmp / f"{name}.log", REPO)
     try:
-        servers.wait_ready(srv)
-        yield srv
-    except Exception:
-        if srv.proc.poll() is not None:
-            print(f"\n{name} died (exit code {srv.proc.returncode}); log tail:\n{srv.log_tail()}", file=sys.stderr)
-        raise
+        servers.wait_ready(srv)  # on failure, its message carries the server's log
+        try:
+            yield srv
+        except Exception:
+            if srv.proc.poll() is not None:
+                print(f"\n{name} died (exit code {srv.proc.returncode}); log tail:\n{srv.log_tail()}", file=sys.stderr)
+            raise
     finally:
         servers.stop(srv)
 
@@ -184,12 +185,12 @@ def wrk_figure(
     the window; the latency of one request at a time is then the useful number.
     """
     m = wrk(ctx, srv, script, args)
-    add(ctx, Figure(key, label, "req/s", m, **kw))
+    add(ctx, Figure(key, label, "req/s", m, **kw), srv)
     if m.requests < MIN_REQUESTS:
         print(f"  only {m.requests} responses: measuring with 1 connection too", flush=True)
         drain(srv)
         one = wrk(ctx, srv, script, args, connections=1, warmup=False)
-        add(ctx, Figure(key + "_c1", "  same, 1 connection (unloaded latency)", "req/s", one))
+        add(ctx, Figure(key + "_c1", "  same, 1 connection (unloaded latency)", "req/s", one), srv)
     return m
 
 
@@ -207,13 +208,15 @@ def upsert_figure(ctx: Ctx, srv: servers.Server, count: int, seed: int, key: str
     """Batch-upsert entities 0..count-1 and add the figure (ceiling: batch echo)."""
     drain(srv, ctx.args.wait_quiet)
     m = upsert(ctx, srv, 0, count, seed)
-    add(ctx, Figure(key, label, "entities/s", m, "ceiling_batch", GOALS["upsert"]))
+    add(ctx, Figure(key, label, "entities/s", m, "ceiling_batch", GOALS["upsert"]), srv)
     return m
 
 
-def add(ctx: Ctx, fig: Figure) -> None:
+def add(ctx: Ctx, fig: Figure, srv: servers.Server) -> None:
+    """Record a figure (with the server's RSS right after it) and print a progress line."""
     ctx.figures[fig.key] = fig
     m = fig.m
+    m.server_rss_mib = round(servers.memory_kib(srv.pid)["VmRSS"] / 1024, 1)
     bad = f"  non-2xx/failed: {m.failed} {m.statuses}" if m.failed else ""
     print(
         f"  {fig.label:<44} {m.rate:>10,.0f} {fig.unit:<11} p50 {m.p50_ms:7.2f} ms  p99 {m.p99_ms:7.2f} ms{bad}",
@@ -234,7 +237,7 @@ def run_ceiling(ctx: Ctx) -> None:
         drain(srv, a.wait_quiet)
         n = min(a.size, 100 * a.batch_size)
         batch = upsert(ctx, srv, 0, n, a.seed)
-        add(ctx, Figure("ceiling_batch", f"POST echo {a.batch_size}-entity batch", "entities/s", batch))
+        add(ctx, Figure("ceiling_batch", f"POST echo {a.batch_size}-entity batch", "entities/s", batch), srv)
 
 
 def broker_cmd(ctx: Ctx, port: int, db: Path) -> list[str]:
@@ -420,7 +423,7 @@ def finish(ctx: Ctx, meta: dict[str, Any]) -> dict[str, Any]:
 
 def _row(*cells: str) -> str:
     """One table row: text columns (label, unit) left-aligned, numbers right-aligned."""
-    layout = ("<46", ">9", "<10", ">8", ">7", ">7", ">6", ">7", ">7", ">7", ">7", ">6")
+    layout = ("<46", ">9", "<10", ">8", ">7", ">7", ">6", ">7", ">7", ">7", ">7", ">6", ">7")
     return " ".join(f"{c:{spec}}" for c, spec in zip(cells, layout, strict=False)).rstrip()
 
 
@@ -446,7 +449,7 @@ def render(result: dict[str, Any]) -> str:
         f"query: {ds['query']}",
         "",
         _row("figure", "rate", "unit", "requests", "p50 ms", "p99 ms", "% ceil", "goal",
-             "non-2xx", "srv CPU", "cli CPU", "other"),
+             "non-2xx", "srv CPU", "cli CPU", "other", "RSS MiB"),
     ]  # fmt: skip
     problems = []
     for f in result["figures"].values():
@@ -458,7 +461,7 @@ def render(result: dict[str, Any]) -> str:
         lines.append(
             _row(f["label"], f"{f['rate']:,.0f}", f["unit"], f"{f['requests']:,}", f"{f['p50_ms']:.2f}",
                  f"{f['p99_ms']:.2f}", pct, goal, str(failed), f"{f['server_cpu']:.0%}",
-                 f"{f['client_cpu']:.0%}", f"{f['other_cpu']:.0%}")
+                 f"{f['client_cpu']:.0%}", f"{f['other_cpu']:.0%}", f"{f['server_rss_mib']:.0f}")
         )  # fmt: skip
         if failed:
             problems.append(
@@ -466,7 +469,7 @@ def render(result: dict[str, Any]) -> str:
                 f"{f['socket_errors']}\n    first non-2xx: {f['sample'][:300]}"
             )
         if len(f["segment_rates"]) > 1:
-            per = " ".join(f"{r / 1000:.0f}k" for r in f["segment_rates"])
+            per = " ".join(f"{r / 1000:.1f}k" for r in f["segment_rates"])
             lines.append(f"    per 100k-entity segment, entities/s: {per}")
     if result["memory"]:
         lines += ["", "memory of the server process tree (from /proc/PID/status):"]
@@ -479,14 +482,14 @@ def render(result: dict[str, Any]) -> str:
     if problems:
         lines += ["", "non-2xx responses / socket errors:", *problems]
     if result["sanity_problems"]:
-        lines += ["", "sanity check failures (answers were wrong, figures may be meaningless):"]
+        lines += ["", "problems (wrong answers or an aborted run; figures may be incomplete or meaningless):"]
         lines += [f"  {p}" for p in result["sanity_problems"]]
     lines += [
         "",
         "rate: successful (2xx except 207) responses or entities per second.",
         "% ceil: rate / matching bare-ASGI ceiling (GET for reads, POST echo for writes).",
         "srv/cli CPU: share of one core used by the server / the load generator;"
-        " other: cores used by other processes meanwhile.",
+        " other: cores used by other processes meanwhile; RSS: server VmRSS after the figure.",
     ]
     noisy = sum(f["other_cpu"] > 0.15 for f in result["figures"].values())
     if noisy:
@@ -526,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit:
             print("\nterminated; servers stopped.", file=sys.stderr)
             raise
+        except (RuntimeError, OSError) as e:  # a server failed: still report what was measured
+            ctx.problems.append(f"run aborted: {str(e).splitlines()[0]}")
+            print(f"\nERROR: {e}", file=sys.stderr)
         finally:
             servers.stop_all()
         result = finish(ctx, machine_info(ctx))
@@ -535,7 +541,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out.resolve()
     print(f"\nwritten: {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")
     failed = sum(f.m.failed + sum(f.m.socket_errors.values()) for f in ctx.figures.values())
-    return 1 if failed else 0
+    return 1 if failed or ctx.problems else 0
 
 
 if __name__ == "__main__":

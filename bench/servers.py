@@ -171,7 +171,7 @@ def disk_bytes(directory: Path) -> int:
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
 
 
-def wait_idle(pid: int, below: float = 0.05, window: float = 0.25, timeout: float = 60.0) -> float:
+def wait_idle(pid: int, below: float = 0.05, window: float = 0.25, timeout: float = 300.0) -> float:
     """Wait until the server uses < ``below`` of a core over ``window`` s; return seconds waited.
 
     A server keeps executing requests whose clients are gone (e.g. the backlog of a
