@@ -1,4 +1,5 @@
-"""Shared fixtures: an in-process app per test (fresh SQLite file), and a live server when needed."""
+"""Shared fixtures: an in-process app per test (fresh SQLite file, and again on a fresh PostgreSQL schema),
+and a live server when needed."""
 
 from __future__ import annotations
 
@@ -20,9 +21,37 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 
 
+# PostgreSQL for the backend-parametrised fixtures (scripts/install-postgres creates it)
+PG_URL = os.environ.get("URBANMIM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/urbanmim_test")
+
+
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[object]:
-    application = create_app(Settings(db=str(tmp_path / "test.db"), sqlite_synchronous="NORMAL"))
+def pg_db() -> Iterator[str]:
+    """A fresh, empty schema in the test database: ``postgresql://...?schema=t_<random>``, dropped after."""
+    import uuid
+
+    import psycopg
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL not available at {PG_URL}: {e}")
+    yield f"{PG_URL}?schema={schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The storage target of the ``app`` fixture: every API test runs over both backends."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("pg_db"))
+    return str(tmp_path / "test.db")
+
+
+@pytest.fixture
+async def app(db_target: str) -> AsyncIterator[object]:
+    application = create_app(Settings(db=db_target, sqlite_synchronous="NORMAL"))
     async with application.router.lifespan_context(application):
         yield application
 

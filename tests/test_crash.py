@@ -66,7 +66,8 @@ def test_sigkill_during_batch_ingest_loses_nothing_acknowledged(tmp_path: Path) 
                 ids = [e["id"] for e in expected]
                 found = {}
                 for i in range(0, len(ids), 100):
-                    r = c.get("/entities", params={"id": ",".join(ids[i:i + 100]), "limit": 100})
+                    r = c.get("/entities", params={"type": "AirQualityObserved", "id": ",".join(ids[i:i + 100]),
+                                                 "limit": 100})
                     assert r.status_code == 200
                     found.update({e["id"]: e for e in r.json()})
                 if b in acked:

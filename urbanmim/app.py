@@ -34,7 +34,9 @@ log = logging.getLogger("urbanmim")
 def open_store(settings: Settings) -> Store:
     target = settings.db
     if target.startswith(("postgresql://", "postgres://")):
-        raise NotImplementedError("the PostgreSQL backend is not available yet")
+        from urbanmim.store.postgres import PostgresStore
+        return PostgresStore(target, pool_min=settings.pg_pool_min, pool_max=settings.pg_pool_max,
+                             pool_timeout=settings.pg_pool_timeout)
     from urbanmim.store.sqlite import SQLiteStore
     path = target[len("sqlite:///"):] if target.startswith("sqlite:///") else target
     return SQLiteStore(path, synchronous=settings.sqlite_synchronous)

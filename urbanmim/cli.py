@@ -1,11 +1,10 @@
-"""The ``urbanmim`` command: serve, demo, tenants (more sub-commands arrive with their issues)."""
+"""The ``urbanmim`` command: serve, demo, import, tenants (more sub-commands arrive with their issues)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import sys
 from typing import Any
 
 from urbanmim.settings import Settings
@@ -26,7 +25,7 @@ def _serve(settings: Settings) -> None:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 1026)")
-    p.add_argument("--db", help="storage: SQLite file path (default urbanmim.db)")
+    p.add_argument("--db", help="storage: SQLite file path (default urbanmim.db) or postgresql:// URL")
     p.add_argument("--config", help="TOML settings file")
 
 
@@ -35,21 +34,53 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_serve = sub.add_parser("serve", help="serve the NGSI-LD API")
     _common(p_serve)
-    p_demo = sub.add_parser("demo", help="load a demo city and serve it")
+    p_demo = sub.add_parser("demo", help="load the three demo cities (idempotent) and serve them, alive")
     _common(p_demo)
+    p_demo.add_argument("--history", type=float, default=0, metavar="DAYS",
+                        help="back-fill DAYS of sensor history for newly created devices (default 0)")
+    p_demo.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+                        help="seconds between simulator updates (0: no simulator; default 5)")
+    p_demo.add_argument("--city", action="append", metavar="NAME",
+                        help="load only this city (repeatable): portamar, lindmark, valdoria")
+    p_demo.add_argument("--no-serve", action="store_true", help="load, print what was loaded, and exit")
+    p_demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_imp = sub.add_parser("import", help="import a file (geojson, csv, gtfs) into a tenant: idempotent upserts")
+    p_imp.add_argument("format", help="importer name: geojson, csv, gtfs (see docs/importers.md)")
+    p_imp.add_argument("file", help="the file (GTFS: a .zip or a folder of .txt)")
+    p_imp.add_argument("--tenant", required=True, help="target tenant (city)")
+    p_imp.add_argument("--type", help="entity type (geojson, csv)")
+    p_imp.add_argument("--db", help="storage target")
+    p_imp.add_argument("--config", help="TOML settings file")
+    p_imp.add_argument("--id-field", help="field holding the identifier (default: feature id / row number)")
+    p_imp.add_argument("--id-prefix", help="entity id prefix (default urn:ngsi-ld:<Type>:)")
+    p_imp.add_argument("--map", action="append", metavar="SRC=ATTR[:UNIT]",
+                       help="map a field (or a+b, a numeric sum) to an attribute, optionally with a unit code")
+    p_imp.add_argument("--context", help="@context URL for the attribute names (default: the core context)")
+    p_imp.add_argument("--lon", help="CSV longitude column (default: auto-detected)")
+    p_imp.add_argument("--lat", help="CSV latitude column (default: auto-detected)")
+    p_imp.add_argument("--feed", help="GTFS feed name, put into the entity ids")
+    p_imp.add_argument("--stop-times", action="store_true", help="GTFS: also import stop_times.txt")
+    p_imp.add_argument("--strict", action="store_true", help="refuse the whole file if any record is invalid")
+    p_imp.add_argument("--batch-size", type=int, default=500, help="entities per transaction (default 500)")
+    p_imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_ten = sub.add_parser("tenants", help="list the tenants (cities) of a store, one per line")
     p_ten.add_argument("--db", help="storage target")
+    from urbanmim.store.migrate import add_db_parser
+    add_db_parser(sub)
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {k: getattr(args, k, None) for k in ("host", "port", "db")}
     settings = Settings.load(getattr(args, "config", None), **overrides)
     if args.cmd == "serve":
         _serve(settings)
     elif args.cmd == "demo":
-        from urbanmim.ingest.sample import seed
-        asyncio.run(seed(settings))
-        print(f"urbanmim: demo city loaded into {settings.db}; serving on http://{settings.host}:{settings.port}"
-              "/ngsi-ld/v1/", file=sys.stderr)
-        _serve(settings)
+        from urbanmim.ingest.demo.loader import run_demo
+        return run_demo(args, settings)
+    elif args.cmd == "import":
+        from urbanmim.ingest.importers.runner import import_command
+        return import_command(args, settings)
+    elif args.cmd == "db":
+        from urbanmim.store.migrate import run_db_command
+        return run_db_command(args)
     elif args.cmd == "tenants":
         from urbanmim.app import open_store
 

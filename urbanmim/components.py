@@ -29,6 +29,8 @@ class Component:
 
 
 def default_components() -> list[Component]:
+    from urbanmim.ingest.agent.component import component as iot_agent
+    from urbanmim.models.component import component as models
     from urbanmim.subscriptions.component import component as subscriptions
     from urbanmim.temporal.component import component as temporal
-    return [temporal(), subscriptions()]
+    return [temporal(), subscriptions(), iot_agent(), models()]

@@ -23,14 +23,35 @@ def setting(default: Any, help: str) -> Any:
 class Settings:
     host: str = setting("127.0.0.1", "Address to listen on.")
     port: int = setting(1026, "TCP port of the NGSI-LD API (1026 is the NGSI-LD convention).")
-    db: str = setting("urbanmim.db", "Storage target: a SQLite file path (created if missing).")
+    db: str = setting("urbanmim.db", "Storage target: a SQLite file path (created if missing), or a "
+                                     "postgresql://user@host:port/dbname URL (optional ?schema=name).")
     sqlite_synchronous: str = setting("FULL", "SQLite PRAGMA synchronous: FULL survives power loss, NORMAL "
                                               "survives process crashes only (faster).")
+    pg_pool_min: int = setting(2, "PostgreSQL: connections each process keeps open in its pool.")
+    pg_pool_max: int = setting(10, "PostgreSQL: most connections one process opens (N processes use N times "
+                                   "this; keep the total under the server's max_connections).")
+    pg_pool_timeout: float = setting(30.0, "PostgreSQL: seconds a request waits for a free pooled connection "
+                                           "before failing with a 500.")
     max_body_bytes: int = setting(1_048_576, "Largest request body for single-entity requests (413 above).")
     max_batch_bytes: int = setting(64 * 1_048_576, "Largest request body for batch operations (413 above).")
     max_limit: int = setting(1000, "Largest page size a query may ask for (403 TooManyResults above).")
     context_timeout: float = setting(5.0, "Seconds to wait for a remote @context before LdContextNotAvailable.")
     log_level: str = setting("info", "Logging level (debug, info, warning, error).")
+    mqtt_url: str = setting("", "MQTT broker the device agent subscribes to, e.g. mqtt://127.0.0.1:1883 (mqtts:// "
+                                "for TLS, user:password@ allowed). Empty: no MQTT ingestion (HTTP ingestion and "
+                                "provisioning under /iot/v1 always work). An unreachable broker is retried in the "
+                                "background.")
+    mqtt_client_id: str = setting("", "MQTT client id of the agent's persistent session. Empty: derived from `db`, "
+                                      "so a restarted server resumes its own session.")
+    mqtt_prefix: str = setting("urbanmim", "Topic prefix: devices publish to {prefix}/[{tenant}/]{apikey}/{deviceId}"
+                                           "/attrs.")
+    mqtt_session_expiry: int = setting(604800, "Seconds the broker keeps the agent's session (and queues its QoS-1 "
+                                               "messages) while the server is down.")
+    mqtt_receive_maximum: int = setting(65535, "Most unacknowledged QoS-1 messages the broker may send the agent "
+                                               "at once (MQTT 5 Receive Maximum).")
+    ingest_linger_ms: float = setting(2.0, "Milliseconds the agent waits for more measurements before writing a "
+                                           "batch (one transaction per batch).")
+    ingest_max_batch: int = setting(2000, "Most measurements written in one ingestion batch.")
 
     @classmethod
     def load(cls, config: str | None = None, **overrides: Any) -> "Settings":

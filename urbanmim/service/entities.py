@@ -8,8 +8,10 @@ read-modify-write atomic without locks here, and lets one batch see its own writ
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,10 +56,35 @@ class AttrReport:
 class EntityService:
     def __init__(self, store: Store):
         self.store = store
+        # Write validators (issue 5, MIM2 — added by urbanmim/models): each is called as
+        # ``v(tenant, new_entity)`` inside the writer transaction, on every entity a mutation of
+        # this service is about to store (not on deletions), and may raise an NgsiError to refuse
+        # that one write. They run in the caller's contextvars context, so a validator can report
+        # to the request that caused the write. No validators: the mutations are left untouched.
+        self.validators: list[Callable[[str, Entity], None]] = []
+
+    def _validated(self, tenant: str, mutations: list[Mutation]) -> list[Mutation]:
+        """The mutations, each wrapped to run :attr:`validators` on the entity it produces."""
+        if not self.validators:
+            return mutations
+        validators = list(self.validators)
+        ctx = contextvars.copy_context()
+
+        def wrap(m: Mutation) -> Mutation:
+            inner = m.fn
+
+            def fn(cur: Entity | None) -> tuple[Any, Any]:
+                new, result = inner(cur)
+                if new is not None and new is not UNCHANGED:
+                    for v in validators:
+                        ctx.run(v, tenant, new)
+                return new, result
+            return Mutation(m.entity_id, fn)
+        return [wrap(m) for m in mutations]
 
     # ---- single-entity writes -----------------------------------------------------------------
     async def _one(self, tenant: str, m: Mutation) -> Any:
-        (out,) = await self.store.mutate(tenant, [m])
+        (out,) = await self.store.mutate(tenant, self._validated(tenant, [m]))
         if out.error is not None:
             raise out.error
         return out.result
@@ -388,13 +415,14 @@ class EntityService:
         changed = 0
         fn = self.purge_fn(query, keep, drop)
         for i in range(0, len(ids), page):
-            outs = await self.store.mutate(query.tenant, [Mutation(eid, fn) for eid in ids[i:i + page]])
+            muts = self._validated(query.tenant, [Mutation(eid, fn) for eid in ids[i:i + page]])
+            outs = await self.store.mutate(query.tenant, muts)
             changed += sum(1 for o in outs if o.error is None and o.result)
         return changed
 
     # ---- batch ----------------------------------------------------------------------------------
     async def batch(self, tenant: str, mutations: list[Mutation]) -> list[Outcome]:
-        return await self.store.mutate(tenant, mutations)
+        return await self.store.mutate(tenant, self._validated(tenant, mutations))
 
     # ---- reads ----------------------------------------------------------------------------------
     async def query(self, query: EntityQuery) -> QueryResult:

@@ -248,6 +248,38 @@ class Store(ABC):
                                        patch: dict[str, Any] | None, now: str) -> bool:
         """Merge ``patch`` into one stored instance (None deletes it). False when absent."""
 
+    # ---- notification outbox (rows are written by ChangeListeners inside the write transaction)
+    @abstractmethod
+    def set_outbox_wakeup(self, fn: Callable[[], None] | None) -> None:
+        """``fn`` is called (from any thread) after each commit that added outbox rows."""
+
+    @abstractmethod
+    async def outbox_fetch(self, after_seq: int, limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
+        """Pending rows ``(seq, tenant, subscription id, payload)`` with ``seq > after_seq``, in order."""
+
+    @abstractmethod
+    async def outbox_done(self, seqs: list[int]) -> None:
+        """Forget delivered rows."""
+
+    @abstractmethod
+    async def outbox_add(self, tenant: str, records: list[OutboxRecord]) -> None:
+        """Queue notifications that no entity write carries (periodic ``timeInterval`` ones)."""
+
+    @abstractmethod
+    async def outbox_drop(self, tenant: str, sub_id: str) -> None:
+        """A deleted subscription: drop its pending rows and its delivery counters."""
+
+    @abstractmethod
+    async def save_subscription_statuses(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Persist delivery counters ``(tenant, subscription id, counters)``."""
+
+    @abstractmethod
+    async def load_subscription_statuses(self) -> list[tuple[str, str, dict[str, Any]]]: ...
+
+    @abstractmethod
+    async def all_subscriptions(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every subscription of every tenant ``(tenant, document)`` (the notifier's cache)."""
+
 
 @dataclass
 class TemporalEntity:
@@ -293,35 +325,3 @@ class HourBucket:
     sumsq: float
     min: float | None
     max: float | None
-
-    # ---- notification outbox (rows are written by ChangeListeners inside the write transaction)
-    @abstractmethod
-    def set_outbox_wakeup(self, fn: Callable[[], None] | None) -> None:
-        """``fn`` is called (from any thread) after each commit that added outbox rows."""
-
-    @abstractmethod
-    async def outbox_fetch(self, after_seq: int, limit: int) -> list[tuple[int, str, str, dict[str, Any]]]:
-        """Pending rows ``(seq, tenant, subscription id, payload)`` with ``seq > after_seq``, in order."""
-
-    @abstractmethod
-    async def outbox_done(self, seqs: list[int]) -> None:
-        """Forget delivered rows."""
-
-    @abstractmethod
-    async def outbox_add(self, tenant: str, records: list[OutboxRecord]) -> None:
-        """Queue notifications that no entity write carries (periodic ``timeInterval`` ones)."""
-
-    @abstractmethod
-    async def outbox_drop(self, tenant: str, sub_id: str) -> None:
-        """A deleted subscription: drop its pending rows and its delivery counters."""
-
-    @abstractmethod
-    async def save_subscription_statuses(self, items: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Persist delivery counters ``(tenant, subscription id, counters)``."""
-
-    @abstractmethod
-    async def load_subscription_statuses(self) -> list[tuple[str, str, dict[str, Any]]]: ...
-
-    @abstractmethod
-    async def all_subscriptions(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every subscription of every tenant ``(tenant, document)`` (the notifier's cache)."""

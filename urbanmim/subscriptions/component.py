@@ -1,10 +1,87 @@
-"""The subscriptions component: CRUD routes now; matching, outbox and notifier join here."""
+"""The subscriptions component: CRUD routes, the matching listener, the notifier.
+
+``install`` registers the :class:`Matcher` as a store ChangeListener before the store opens
+(so no write can happen without it); ``start`` fills its cache from the stored
+subscriptions and starts the notifier, which drains whatever a previous process left in
+the outbox; the routes keep the cache in step through :class:`Subscriptions`.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from urbanmim.components import Component
+from urbanmim.errors import NgsiError
+from urbanmim.ngsild.contexts import CORE, TermMap
 from urbanmim.ngsild.routes import subscriptions as routes
+from urbanmim.subscriptions.matching import Matcher, compile_subscription
+from urbanmim.subscriptions.notifier import Notifier
+
+log = logging.getLogger(__name__)
+
+
+class Subscriptions:
+    """What the routes use: keep the matcher's cache and the notifier in step with the store."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.matcher = Matcher()
+        self.notifier: Notifier | None = None
+
+    async def _ctx(self, value: Any) -> TermMap:
+        if value is None:
+            return CORE
+        try:
+            tm: TermMap = await self.app.state.contexts.resolve(value)
+            return tm
+        except NgsiError as e:   # an unreachable context must not stop notifications
+            log.warning("subscription @context unavailable (%s); using the core context", e.detail)
+            return CORE
+
+    async def put(self, tenant: str, doc: dict[str, Any]) -> None:
+        query_ctx = await self._ctx(doc.get("_ctx"))
+        render_ctx = await self._ctx(doc["jsonldContext"]) if doc.get("jsonldContext") else query_ctx
+        try:
+            sub = compile_subscription(tenant, doc, query_ctx, render_ctx)
+        except Exception:
+            log.exception("subscription %s cannot be compiled; it will not notify", doc.get("id"))
+            self.matcher.remove(tenant, doc["id"])
+            return
+        self.matcher.put(sub)
+        if self.notifier is not None:
+            self.notifier.schedule(sub)
+
+    async def remove(self, tenant: str, sub_id: str) -> None:
+        self.matcher.remove(tenant, sub_id)
+        if self.notifier is not None:
+            self.notifier.forget(tenant, sub_id)
+        await self.app.state.store.outbox_drop(tenant, sub_id)
+
+    def status(self, tenant: str, sub_id: str) -> dict[str, Any]:
+        return self.notifier.status(tenant, sub_id) if self.notifier is not None else {}
+
+
+def _install(app: Any) -> None:
+    subs = Subscriptions(app)
+    app.state.subscriptions = subs
+    app.state.store.listeners.append(subs.matcher)
+
+
+async def _start(app: Any) -> None:
+    subs: Subscriptions = app.state.subscriptions
+    for tenant, doc in await app.state.store.all_subscriptions():
+        await subs.put(tenant, doc)
+    subs.notifier = Notifier(app.state.store, subs.matcher)
+    await subs.notifier.start()
+
+
+async def _stop(app: Any) -> None:
+    subs: Subscriptions = app.state.subscriptions
+    if subs.notifier is not None:
+        await subs.notifier.stop()
+        subs.notifier = None
 
 
 def component() -> Component:
-    return Component(name="subscriptions", routes=list(routes.routes))
+    return Component(name="subscriptions", routes=list(routes.routes), install=_install, start=_start, stop=_stop)

@@ -87,7 +87,8 @@ def _str_list(value: Any, what: str, *, allow_csv: bool = False) -> list[str]:
 def _attr_iris(value: Any, what: str, ctx: TermMap, *, allow_csv: bool = False) -> list[str]:
     out = []
     for name in _str_list(value, what, allow_csv=allow_csv):
-        check_attr_name(name)
+        if not (":" in name and is_uri(name)):   # an absolute IRI is taken as is (no term rules)
+            check_attr_name(name)
         out.append(_check_iri(ctx.expand(name), what, name))
     return out
 

@@ -1,7 +1,8 @@
 """/subscriptions (clause 5.8.1–5.8.5): create, query, retrieve, update, delete.
 
-Storage and validation only: notifications are sent by the notifier, which reads the stored
-internal form (``urbanmim.subscriptions.model``).
+Validation and storage here; every write also refreshes the notifier's in-memory copy
+(``app.state.subscriptions``: the matcher must never read subscriptions per change), and
+reads show the live delivery counters (timesSent, lastSuccess...) the notifier keeps.
 """
 
 from __future__ import annotations
@@ -64,6 +65,21 @@ def _implicit_context(request: Request, value: Any) -> str:
     return url
 
 
+def _live(request: Request, tenant: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """The stored document with the notifier's delivery counters."""
+    subs = getattr(request.app.state, "subscriptions", None)
+    status = subs.status(tenant, doc["id"]) if subs is not None else {}
+    if not status:
+        return doc
+    return {**doc, "notification": {**doc["notification"], **status}}
+
+
+async def _refresh(request: Request, tenant: str, doc: dict[str, Any]) -> None:
+    subs = getattr(request.app.state, "subscriptions", None)
+    if subs is not None:
+        await subs.put(tenant, doc)
+
+
 async def create_subscription(request: Request) -> Response:
     tenant = http.tenant_of(request)
     store = request.app.state.store
@@ -78,9 +94,14 @@ async def create_subscription(request: Request) -> Response:
     await _check_json_ld_context(request, doc)
     if await store.get_subscription(tenant, sid) is not None:
         raise AlreadyExists(f"subscription {sid} already exists")
-    if "jsonldContext" not in doc and ctx_value is not None:
+    only_urls = isinstance(ctx_value, list) and all(isinstance(c, str) for c in ctx_value)
+    if "jsonldContext" not in doc and ctx_value is not None and not only_urls:
+        # an inline @context gets a hosted URL for notifications; a list of URLs needs none
+        # (notifications link its first URL)
         doc["jsonldContext"] = ctx_value if isinstance(ctx_value, str) else _implicit_context(request, ctx_value)
+        doc["_implicitContext"] = True     # notifications announce the subscriber's own context URL
     await store.save_subscription(tenant, sid, doc)
+    await _refresh(request, tenant, doc)
     return http.empty(201, {"Location": PATH + quote(sid, safe=":")}, tenant=tenant or None)
 
 
@@ -98,9 +119,18 @@ async def query_subscriptions(request: Request) -> Response:
         raise BadRequestData("limit=0 is only allowed together with count=true")
     sys_attrs = "sysAttrs" in params.options_of(p)
     docs, total = await request.app.state.store.list_subscriptions(tenant, limit, offset)
-    body = [model.render(d, ctx, sys_attrs=sys_attrs) for d in docs]
+    body = [model.render(_live(request, tenant, d), ctx, sys_attrs=sys_attrs) for d in docs]
     headers = {"NGSILD-Results-Count": str(total)} if count else {}
-    return http.respond(body, ctx, media, headers=headers, tenant=tenant or None)
+    resp = http.respond(body, ctx, media, headers=headers, tenant=tenant or None)
+    links = []   # clause 4.12 pagination: limit then offset, typed with the response's media type
+    if limit > 0 and offset > 0:
+        links.append(f'<{PATH.rstrip("/")}?limit={limit}&offset={max(0, offset - limit)}>;rel="prev";type="{media}"')
+    if limit > 0 and offset + len(docs) < total:
+        links.append(f'<{PATH.rstrip("/")}?limit={limit}&offset={offset + limit}>;rel="next";type="{media}"')
+    if links:
+        existing = resp.headers.get("Link")
+        resp.headers["Link"] = ", ".join(([existing] if existing else []) + links)
+    return resp
 
 
 async def retrieve_subscription(request: Request) -> Response:
@@ -112,7 +142,8 @@ async def retrieve_subscription(request: Request) -> Response:
     doc = await request.app.state.store.get_subscription(tenant, sid)
     if doc is None:
         raise ResourceNotFound(f"subscription {sid} does not exist")
-    return http.respond(model.render(doc, ctx, sys_attrs=sys_attrs), ctx, media, tenant=tenant or None)
+    body = model.render(_live(request, tenant, doc), ctx, sys_attrs=sys_attrs)
+    return http.respond(body, ctx, media, tenant=tenant or None)
 
 
 async def update_subscription(request: Request) -> Response:
@@ -127,6 +158,7 @@ async def update_subscription(request: Request) -> Response:
     if doc.get("jsonldContext") != current.get("jsonldContext"):
         await _check_json_ld_context(request, doc)
     await store.save_subscription(tenant, sid, doc)
+    await _refresh(request, tenant, doc)
     return http.empty(204, tenant=tenant or None)
 
 
@@ -135,6 +167,9 @@ async def delete_subscription(request: Request) -> Response:
     sid = _sub_id(request)
     if not await request.app.state.store.delete_subscription(tenant, sid):
         raise ResourceNotFound(f"subscription {sid} does not exist")
+    subs = getattr(request.app.state, "subscriptions", None)
+    if subs is not None:
+        await subs.remove(tenant, sid)
     return http.empty(204, tenant=tenant or None)
 
 

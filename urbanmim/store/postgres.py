@@ -1,0 +1,505 @@
+"""The server backend: PostgreSQL 15 + PostGIS, for N broker processes on one database.
+
+Why it looks the way it does:
+
+* **psycopg 3, async, one connection pool per process** (``pg_pool_min``/``pg_pool_max``).
+  Connections are in autocommit mode; reads are single statements (they see committed state
+  only, never another process's open transaction), writes open an explicit transaction.
+* **One transaction per ``mutate`` call.** The current rows of every entity in the call are
+  locked with ``SELECT ... ORDER BY id FOR UPDATE`` (sorted, so two processes writing
+  overlapping batches lock in the same order and do not deadlock; if PostgreSQL still
+  reports a deadlock or serialisation failure, the whole call is retried). Each mutation's
+  write runs in a SAVEPOINT so one failure does not spoil its neighbours — as in SQLite.
+  A creation that races with another process (``INSERT ... ON CONFLICT DO NOTHING``
+  returned nothing) re-reads the now-committed row and runs the mutation again on it.
+  State, index rows and whatever the ChangeListeners return (temporal instances, hour
+  buckets, outbox rows) are written in that same transaction: no acknowledged write
+  without its history and its notifications, and none of them without the write.
+* **Documents are orjson bytes in ``bytea``**, not ``jsonb``: jsonb reorders keys, costs a
+  parse on every write and a re-serialisation on every read, and nothing queries inside
+  the document — q, scopeQ and geo predicates are decided exactly by the shared
+  ``EntityQuery.matches``. The pre-filters are the same side tables as SQLite (types,
+  attribute names with their kinds), keyed ``(tid, value, rid)`` so that a type query
+  walks its primary key in rid order and a page of 20 reads 20 rows instead of sorting
+  the whole type (GIN over arrays cannot return rows in order).
+* **PostGIS** ``egeo(g geometry(Geometry, 4326))`` with a GiST index holds the bounding box
+  of every GeoProperty value: ``g && envelope`` is the pre-filter, Shapely decides.
+* **Tenants are a key (tid) in every table, not a schema per tenant.** NGSI-LD creates a
+  tenant implicitly on its first write: with a key that is one INSERT inside the write
+  transaction, with schemas it would be DDL on the request path, migrations multiplied by
+  the number of cities, and cross-tenant work (the notifier's outbox, ``tenants``) a UNION
+  over schemas. Every index leads with tid (or hangs off a tid-keyed row), so isolation is
+  enforced by every statement carrying ``tid=%s``. The optional ``?schema=`` URL parameter
+  exists for tests and for separate *deployments* sharing one server, not for tenants.
+* **Several processes are one broker.** Nothing is cached but immutable facts (tenant ids);
+  every read goes to the database. Subscriptions and hosted contexts changed by one process
+  are announced with ``pg_notify`` (in the same transaction: delivered on commit); each
+  store LISTENs and calls ``remote_listeners`` so an application cache can reload. The
+  outbox is drained by one process at a time (see ``postgres_outbox.py``).
+* Temporal layout: see ``postgres_temporal.py``. Schema: ``store/migrations/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg import errors
+from psycopg_pool import AsyncConnectionPool
+
+from urbanmim.errors import InternalError, NgsiError
+from urbanmim.ngsild.entity import Entity
+from urbanmim.store.base import (
+    UNCHANGED,
+    AttributeInfo,
+    Change,
+    ChangeListener,
+    EntityQuery,
+    Mutation,
+    OutboxRecord,
+    Outcome,
+    QueryResult,
+    Store,
+    TemporalRecord,
+    TypeInfo,
+)
+from urbanmim.store.migrations import parse_url, upgrade
+from urbanmim.store.postgres_outbox import PostgresOutbox
+from urbanmim.store.postgres_temporal import PostgresTemporal
+
+log = logging.getLogger(__name__)
+
+_RETRIES = 5
+_INDEX_CTES = """
+dt AS (DELETE FROM etypes WHERE rid=%(rid)s AND type <> ALL(%(types)s::text[])),
+it AS (INSERT INTO etypes(tid, type, rid) SELECT %(tid)s, t, %(rid)s FROM unnest(%(types)s::text[]) AS t
+       ON CONFLICT DO NOTHING),
+da AS (DELETE FROM eattrs WHERE rid=%(rid)s AND attr <> ALL(%(attrs)s::text[])),
+ia AS (INSERT INTO eattrs(tid, attr, rid, kinds)
+       SELECT %(tid)s, a, %(rid)s, k FROM unnest(%(attrs)s::text[], %(kinds)s::text[]) AS u(a, k)
+       ON CONFLICT (tid, attr, rid) DO UPDATE SET kinds = excluded.kinds WHERE eattrs.kinds <> excluded.kinds),
+dg AS (DELETE FROM egeo WHERE rid=%(rid)s)
+INSERT INTO egeo(tid, attr, rid, g)
+SELECT %(tid)s, a, %(rid)s, ST_MakeEnvelope(x1, y1, x2, y2, 4326)
+FROM unnest(%(gattrs)s::text[], %(x1)s::float8[], %(y1)s::float8[], %(x2)s::float8[], %(y2)s::float8[])
+     AS u(a, x1, y1, x2, y2)
+"""
+_UPDATE = "WITH e AS (UPDATE entities SET doc=%(doc)s WHERE rid=%(rid)s),\n" + _INDEX_CTES
+_INDEX_ONLY = "WITH\n" + _INDEX_CTES
+_DELETE = """
+WITH dt AS (DELETE FROM etypes WHERE rid=%(rid)s), da AS (DELETE FROM eattrs WHERE rid=%(rid)s),
+     dg AS (DELETE FROM egeo WHERE rid=%(rid)s)
+DELETE FROM entities WHERE rid=%(rid)s
+"""
+
+
+class _Raced(Exception):
+    """Another process created the entity between our look-up and our INSERT."""
+
+
+def _index_params(tid: int, rid: int, ent: Entity) -> dict[str, Any]:
+    from urbanmim.ngsild.geo import bbox
+    attrs, kinds, gattrs = [], [], []
+    box: list[list[float]] = [[], [], [], []]
+    for iri, insts in ent["attrs"].items():
+        attrs.append(iri)
+        kinds.append(",".join(sorted({i.get("type", "Property") for i in insts})))
+        for inst in insts:
+            if inst.get("type") == "GeoProperty" and isinstance(inst.get("value"), dict):
+                try:
+                    b = [float(v) for v in bbox(inst["value"])]
+                except (ValueError, TypeError, KeyError, IndexError):
+                    continue
+                gattrs.append(iri)
+                for i in range(4):
+                    box[i].append(b[i])
+    return {"tid": tid, "rid": rid, "types": list(ent["type"]), "attrs": attrs, "kinds": kinds,
+            "gattrs": gattrs, "x1": box[0], "y1": box[1], "x2": box[2], "y2": box[3]}
+
+
+class PostgresStore(PostgresTemporal, PostgresOutbox, Store):
+    def __init__(self, url: str, *, pool_min: int = 2, pool_max: int = 10, pool_timeout: float = 30.0,
+                 migrate: bool = True):
+        self.url = url
+        self.conninfo, self.schema = parse_url(url)
+        self.pool_min, self.pool_max, self.pool_timeout = pool_min, max(pool_max, pool_min, 1), pool_timeout
+        self.migrate = migrate
+        self._pool: AsyncConnectionPool | None = None
+        self._tenants: dict[str, int] = {}
+        # called inside the write transaction for every entity change (temporal history, outbox)
+        self.listeners: list[ChangeListener] = []
+        # called on the event loop after each successful write commit; cheap, must not raise
+        self.after_commit: list[Callable[[], None]] = []
+        # called as fn(kind, tenant, key) when ANOTHER process changed a "subscription" or "context"
+        self.remote_listeners: list[Callable[[str, str, str], Any]] = []
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self.migrate:
+            await asyncio.to_thread(upgrade, self.url)
+        self._pool = AsyncConnectionPool(
+            self.conninfo, min_size=self.pool_min, max_size=self.pool_max, timeout=self.pool_timeout, open=False,
+            kwargs={"autocommit": True, "options": f"-c search_path={self.schema},public"})
+        await self._pool.open(wait=True, timeout=self.pool_timeout)
+        await self._listen_start()
+
+    async def close(self) -> None:
+        await self._listen_stop()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    @property
+    def pool(self) -> AsyncConnectionPool:
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    async def _fetch(self, query: str, args: Any = None, *, binary: bool = False) -> list[tuple[Any, ...]]:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, args, binary=binary)   # type: ignore[arg-type]
+            return await cur.fetchall()
+
+    # ---- tenants ------------------------------------------------------------------------------
+    async def _tid(self, tenant: str) -> int | None:
+        """Tenant ids never change once committed, so caching them is safe across processes."""
+        tid = self._tenants.get(tenant)
+        if tid is None and "\x00" not in tenant:    # PostgreSQL text cannot hold NUL: no such tenant
+            rows = await self._fetch("SELECT tid FROM tenants WHERE name=%s", (tenant,))
+            if rows:
+                tid = self._tenants[tenant] = int(rows[0][0])
+        return tid
+
+    async def _tenant_w(self, conn: psycopg.AsyncConnection[Any], name: str) -> int:
+        """The tenant's id, created inside the caller's transaction (cached only after commit)."""
+        tid = self._tenants.get(name)
+        if tid is not None:
+            return tid
+        cur = await conn.execute("INSERT INTO tenants(name) VALUES (%s) ON CONFLICT (name) DO NOTHING RETURNING tid",
+                                 (name,))
+        row = await cur.fetchone()
+        if row is None:
+            cur = await conn.execute("SELECT tid FROM tenants WHERE name=%s", (name,))
+            row = await cur.fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def tenant_exists(self, tenant: str) -> bool:
+        return await self._tid(tenant) is not None
+
+    async def tenants(self) -> list[str]:
+        return [r[0] for r in await self._fetch("SELECT name FROM tenants ORDER BY name")]
+
+    # ---- writes -------------------------------------------------------------------------------
+    async def mutate(self, tenant: str, mutations: list[Mutation]) -> list[Outcome]:
+        if not mutations:
+            return []
+        for attempt in range(_RETRIES):
+            try:
+                async with self.pool.connection() as conn:
+                    async with conn.transaction():
+                        tid = await self._tenant_w(conn, tenant)
+                        outs, notified = await self._run(conn, tid, tenant, mutations)
+                self._tenants[tenant] = tid
+                break
+            except (errors.DeadlockDetected, errors.SerializationFailure) as e:
+                if attempt == _RETRIES - 1:
+                    raise InternalError(f"write failed after {_RETRIES} attempts: {e}") from e
+                await asyncio.sleep(0.005 * 2 ** attempt)
+            except psycopg.Error as e:
+                log.exception("postgres write transaction failed")
+                raise InternalError(f"write failed: {type(e).__name__}") from e
+        if notified:
+            self._outbox_committed()
+        for hook in self.after_commit:
+            try:
+                hook()
+            except Exception:
+                log.exception("after-commit hook failed")
+        return outs
+
+    async def _run(self, conn: psycopg.AsyncConnection[Any], tid: int, tenant: str,
+                   mutations: list[Mutation]) -> tuple[list[Outcome], bool]:
+        ids = sorted({m.entity_id for m in mutations})
+        cur = await conn.execute("SELECT id, rid, doc FROM entities WHERE tid=%s AND id = ANY(%s) ORDER BY id "
+                                 "FOR UPDATE", (tid, ids), binary=True)
+        state: dict[str, tuple[int, bytes]] = {r[0]: (r[1], bytes(r[2])) for r in await cur.fetchall()}
+        outs, notified = [], False
+        for m in mutations:
+            out, wrote_outbox = await self._apply(conn, tid, tenant, m, state)
+            outs.append(out)
+            notified = notified or wrote_outbox
+        return outs, notified
+
+    async def _apply(self, conn: psycopg.AsyncConnection[Any], tid: int, tenant: str, m: Mutation,
+                     state: dict[str, tuple[int, bytes]]) -> tuple[Outcome, bool]:
+        for _ in range(_RETRIES):
+            row = state.get(m.entity_id)
+            current = orjson.loads(row[1]) if row else None
+            try:
+                new, result = m.fn(current)
+            except NgsiError as e:
+                return Outcome(m.entity_id, error=e), False
+            except Exception as e:  # a bug in a mutation must not take the batch down
+                log.exception("mutation of %s failed", m.entity_id)
+                return _failed(m.entity_id, e), False
+            if new is UNCHANGED:
+                return Outcome(m.entity_id, result), False
+            try:
+                async with conn.transaction():      # a SAVEPOINT
+                    raw = orjson.dumps(new) if new is not None else b""
+                    rid = await self._write_entity(conn, tid, row, new, raw)
+                    wrote_outbox = False
+                    if self.listeners:
+                        before = orjson.loads(row[1]) if row else None
+                        change = Change(tenant, m.entity_id, before, new, (new or {}).get("modifiedAt") or _now_iso())
+                        records = [r for listener in self.listeners for r in listener(change)]
+                        if records:
+                            wrote_outbox = await self._write_records(conn, tid, records)
+            except _Raced:
+                cur = await conn.execute("SELECT rid, doc FROM entities WHERE tid=%s AND id=%s FOR UPDATE",
+                                         (tid, m.entity_id), binary=True)
+                got = await cur.fetchone()
+                if got is not None:
+                    state[m.entity_id] = (got[0], bytes(got[1]))
+                continue
+            except psycopg.Error as e:
+                if isinstance(e, errors.DeadlockDetected | errors.SerializationFailure):
+                    raise
+                log.exception("write of %s failed", m.entity_id)
+                return _failed(m.entity_id, e), False
+            if new is None:
+                state.pop(m.entity_id, None)
+            elif rid is not None:
+                state[m.entity_id] = (rid, raw)
+            return Outcome(m.entity_id, result), wrote_outbox
+        return Outcome(m.entity_id, error=InternalError(f"{m.entity_id} kept changing under this write")), False
+
+    async def _write_entity(self, conn: psycopg.AsyncConnection[Any], tid: int, row: tuple[int, bytes] | None,
+                            new: Entity | None, raw: bytes) -> int | None:
+        """State + index rows in one statement (data-modifying CTEs: one round trip)."""
+        if row is not None:
+            if new is None:
+                await conn.execute(_DELETE, {"rid": row[0]})
+            else:
+                await conn.execute(_UPDATE, {**_index_params(tid, row[0], new), "doc": raw})
+            return row[0]
+        if new is None:
+            return None
+        cur = await conn.execute("INSERT INTO entities(tid, id, doc) VALUES (%s, %s, %s) "
+                                 "ON CONFLICT (tid, id) DO NOTHING RETURNING rid", (tid, new["id"], raw))
+        got = await cur.fetchone()
+        if got is None:
+            raise _Raced(new["id"])
+        await conn.execute(_INDEX_ONLY, _index_params(tid, got[0], new))
+        return int(got[0])
+
+    async def _write_records(self, conn: psycopg.AsyncConnection[Any], tid: int, records: list[Any]) -> bool:
+        """Persist what listeners derived from a change, in its transaction. True if outbox rows were added."""
+        temporal = [r for r in records if isinstance(r, TemporalRecord)]
+        outbox = [r for r in records if isinstance(r, OutboxRecord)]
+        if temporal:
+            await self._write_temporal(conn, tid, temporal)
+        if outbox:
+            await self._write_outbox(conn, tid, outbox)
+        return bool(outbox)
+
+    # ---- reads --------------------------------------------------------------------------------
+    async def get(self, tenant: str, entity_id: str) -> Entity | None:
+        tid = await self._tid(tenant)
+        if tid is None or "\x00" in entity_id:
+            return None
+        rows = await self._fetch("SELECT doc FROM entities WHERE tid=%s AND id=%s", (tid, entity_id), binary=True)
+        return orjson.loads(rows[0][0]) if rows else None
+
+    async def get_many(self, tenant: str, entity_ids: Iterable[str]) -> dict[str, Entity]:
+        tid = await self._tid(tenant)
+        ids = _storable(entity_ids)
+        if tid is None or not ids:
+            return {}
+        rows = await self._fetch("SELECT doc FROM entities WHERE tid=%s AND id = ANY(%s)", (tid, ids), binary=True)
+        out: dict[str, Entity] = {}
+        for (doc,) in rows:
+            ent = orjson.loads(doc)
+            out[ent["id"]] = ent
+        return out
+
+    def _plan(self, q: EntityQuery, tid: int) -> tuple[str, list[Any], str] | None:
+        """FROM/WHERE and order column of a query, driven by the most selective index.
+
+        One type without ids: the driver is ``etypes``' primary key (tid, type, rid), walked
+        in rid order, so paging never sorts the whole type. Otherwise the tenant's entities
+        (or the given ids) with semi-joins PostgreSQL plans as it sees fit. None: nothing can
+        match (e.g. only values with NUL characters, which PostgreSQL text cannot even hold)."""
+        args: list[Any] = []
+        where: list[str] = []
+        wanted = _storable({t for g in q.types for t in g}) if q.types is not None else []
+        ids = _storable(q.ids) if q.ids is not None else None
+        attrs = _storable(q.attrs) if q.attrs is not None else None
+        if (q.types is not None and not wanted) or ids == [] or attrs == []:
+            return None
+        if ids is None and len(wanted) == 1:
+            source, order = "etypes t JOIN entities e ON e.rid=t.rid", "t.rid"
+            where.append("t.tid=%s AND t.type=%s")
+            args.extend([tid, wanted[0]])
+        else:
+            source, order = "entities e", "e.rid"
+            where.append("e.tid=%s")
+            args.append(tid)
+            if ids is not None:
+                where.append("e.id = ANY(%s)")
+                args.append(ids)
+            if wanted:
+                where.append("e.rid IN (SELECT t.rid FROM etypes t WHERE t.tid=%s AND t.type = ANY(%s))")
+                args.extend([tid, wanted])
+        if attrs is not None:
+            where.append("EXISTS(SELECT 1 FROM eattrs a WHERE a.rid=e.rid AND a.tid=%s AND a.attr = ANY(%s))")
+            args.extend([tid, attrs])
+        if q.geo is not None:
+            box = q.geo.search_bbox()
+            if "\x00" in q.geo.geoproperty:
+                return None
+            if box is not None:
+                minx, miny, maxx, maxy = (float(v) for v in box)
+                where.append("e.rid IN (SELECT g.rid FROM egeo g WHERE g.tid=%s AND g.attr=%s "
+                             "AND g.g && ST_MakeEnvelope(%s, %s, %s, %s, 4326))")
+                args.extend([tid, q.geo.geoproperty, minx, miny, maxx, maxy])
+        return f"{source} WHERE {' AND '.join(where)}", args, order
+
+    async def query(self, query: EntityQuery) -> QueryResult:
+        empty = QueryResult([], 0 if query.count else None)
+        tid = await self._tid(query.tenant)
+        plan = self._plan(query, tid) if tid is not None else None
+        if plan is None:
+            return empty
+        body, args, order = plan
+        exact = query.needs_exact_filter or query.id_pattern is not None
+        async with self.pool.connection() as conn:
+            if not exact:
+                count = None
+                if query.count:
+                    cur = await conn.execute(f"SELECT count(*) FROM {body}", args)
+                    count = int((await cur.fetchone() or (0,))[0])
+                if query.limit <= 0:
+                    return QueryResult([], count)
+                cur = await conn.execute(f"SELECT e.doc FROM {body} ORDER BY {order} LIMIT %s OFFSET %s",
+                                         [*args, query.limit, query.offset], binary=True)
+                return QueryResult([orjson.loads(r[0]) for r in await cur.fetchall()], count)
+            out: list[Entity] = []
+            seen = 0
+            end = query.offset + query.limit
+            # a server-side cursor: the exact filter may stop after the first page of candidates
+            async with conn.transaction():
+                scur = conn.cursor(name="q", binary=True)
+                scur.itersize = 500
+                await scur.execute(f"SELECT e.doc FROM {body} ORDER BY {order}", args)
+                async for (doc,) in scur:
+                    ent = orjson.loads(doc)
+                    if not query.matches(ent):
+                        continue
+                    if query.offset <= seen < end:
+                        out.append(ent)
+                    seen += 1
+                    if seen >= end and not query.count:
+                        break
+                await scur.close()
+        return QueryResult(out, seen if query.count else None)
+
+    async def type_info(self, tenant: str) -> list[TypeInfo]:
+        tid = await self._tid(tenant)
+        if tid is None:
+            return []
+        counts = await self._fetch("SELECT type, count(*) FROM etypes WHERE tid=%s GROUP BY type ORDER BY type", (tid,))
+        attrs: dict[str, dict[str, set[str]]] = {}
+        for typ, attr, kinds in await self._fetch(
+                "SELECT DISTINCT t.type, a.attr, a.kinds FROM etypes t JOIN eattrs a ON a.rid=t.rid WHERE t.tid=%s",
+                (tid,)):
+            attrs.setdefault(typ, {}).setdefault(attr, set()).update(kinds.split(","))
+        return [TypeInfo(t, int(n), attrs.get(t, {})) for t, n in counts]
+
+    async def attribute_info(self, tenant: str) -> list[AttributeInfo]:
+        tid = await self._tid(tenant)
+        if tid is None:
+            return []
+        info = {a: AttributeInfo(a, int(n), set(), set()) for a, n in await self._fetch(
+            "SELECT attr, count(*) FROM eattrs WHERE tid=%s GROUP BY attr ORDER BY attr", (tid,))}
+        for attr, kinds, typ in await self._fetch(
+                "SELECT DISTINCT a.attr, a.kinds, t.type FROM eattrs a JOIN etypes t ON t.rid=a.rid WHERE a.tid=%s",
+                (tid,)):
+            if attr in info:
+                info[attr].attr_types.update(kinds.split(","))
+                info[attr].type_names.add(typ)
+        return list(info.values())
+
+    # ---- contexts (global) --------------------------------------------------------------------
+    async def save_context(self, cid: str, url: str, document: Any, created_at: str) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("INSERT INTO contexts(cid, url, doc, created_at) VALUES (%s, %s, %s, %s) "
+                               "ON CONFLICT (cid) DO UPDATE SET url=excluded.url, doc=excluded.doc, "
+                               "created_at=excluded.created_at", (cid, url, orjson.dumps(document), created_at))
+            await self._announce(conn, "context", "", cid)
+
+    async def delete_context(self, cid: str) -> None:
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("DELETE FROM contexts WHERE cid=%s", (cid,))
+            await self._announce(conn, "context", "", cid)
+
+    async def load_contexts(self) -> list[tuple[str, str, Any, str]]:
+        rows = await self._fetch("SELECT cid, url, doc, created_at FROM contexts ORDER BY created_at", binary=True)
+        return [(c, u, orjson.loads(d), t) for c, u, d, t in rows]
+
+    # ---- subscriptions ------------------------------------------------------------------------
+    async def save_subscription(self, tenant: str, sub_id: str, doc: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn:
+            async with conn.transaction():
+                tid = await self._tenant_w(conn, tenant)
+                await conn.execute("INSERT INTO subscriptions(tid, id, doc) VALUES (%s, %s, %s) "
+                                   "ON CONFLICT (tid, id) DO UPDATE SET doc=excluded.doc",
+                                   (tid, sub_id, orjson.dumps(doc)))
+                await self._announce(conn, "subscription", tenant, sub_id)
+        self._tenants[tenant] = tid
+
+    async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
+        tid = await self._tid(tenant)
+        if tid is None or "\x00" in sub_id:
+            return None
+        rows = await self._fetch("SELECT doc FROM subscriptions WHERE tid=%s AND id=%s", (tid, sub_id), binary=True)
+        return orjson.loads(rows[0][0]) if rows else None
+
+    async def list_subscriptions(self, tenant: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        tid = await self._tid(tenant)
+        if tid is None:
+            return [], 0
+        total = (await self._fetch("SELECT count(*) FROM subscriptions WHERE tid=%s", (tid,)))[0][0]
+        rows = await self._fetch("SELECT doc FROM subscriptions WHERE tid=%s ORDER BY seq LIMIT %s OFFSET %s",
+                                 (tid, limit, offset), binary=True)
+        return [orjson.loads(r[0]) for r in rows], int(total)
+
+    async def delete_subscription(self, tenant: str, sub_id: str) -> bool:
+        tid = await self._tid(tenant)
+        if tid is None:
+            return False
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute("DELETE FROM subscriptions WHERE tid=%s AND id=%s RETURNING id", (tid, sub_id))
+            gone = await cur.fetchone() is not None
+            if gone:
+                await self._announce(conn, "subscription", tenant, sub_id)
+        return gone
+
+
+def _storable(values: Iterable[str]) -> list[str]:
+    """The values a text column could hold (no NUL), sorted: the others can never match."""
+    return sorted(v for v in values if "\x00" not in v)
+
+
+def _failed(entity_id: str, e: Exception) -> Outcome:
+    return Outcome(entity_id, error=InternalError(f"{type(e).__name__} while writing {entity_id}"))
+
+
+def _now_iso() -> str:
+    import time
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"

@@ -1,0 +1,291 @@
+"""PostgreSQL part of the temporal history: attribute instances, hour buckets, and their reads.
+
+Mixed into ``PostgresStore``; :meth:`_write_temporal` runs in the write transaction, so
+history and state commit together. Same layout and semantics as ``sqlite_temporal.py``
+(epoch-ms BIGINT times, ``ds`` '' for the default instance, ``num`` for aggregation,
+hour buckets maintained by ``INSERT ... ON CONFLICT DO UPDATE`` and recomputed from raw
+rows when an instance is patched or deleted), with attribute IRIs stored as text.
+
+Time layout: **one table, B-tree ``(teid, attr, ts)`` + BRIN ``(ts)``**, not native range
+partitioning. Every read the API makes is "one attribute of one entity over a time
+range": the B-tree answers it with one range scan whatever the table size, and
+partitioning would add nothing to it but a partition-pruning step (and a ``ts`` column in
+every primary key, partitions to create ahead of time, instance ids no longer unique by
+themselves). BRIN on ``ts`` costs a few pages and makes time-wide scans (retention:
+``DELETE ... WHERE ts < x``, exports) cheap as rows arrive roughly in time order.
+Partitioning becomes the right answer once retention is a product feature (dropping a
+month is then ``DROP TABLE``): it is a later migration, not a change of this interface.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+
+from urbanmim.store.base import HourBucket, StoredInstance, TemporalEntity, TemporalRecord, TemporalSpan
+from urbanmim.store.sqlite_temporal import HOUR, _iid, _ms, instance_id
+
+_TIME_COLUMN = {"observedAt": "ts", "createdAt": "created_at", "modifiedAt": "modified_at",
+                "deletedAt": "deleted_at"}
+_INSTANCE_INSERT = ("INSERT INTO tinstances(tid, teid, attr, ds, ts, created_at, modified_at, deleted_at, num, doc) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_BUCKET_UPSERT = """
+INSERT INTO tbuckets AS b(teid, attr, ds, hour, cnt, ncnt, sum, sumsq, vmin, vmax)
+VALUES (%s, %s, %s, %s, 1, %s, %s, %s, %s, %s)
+ON CONFLICT (teid, attr, ds, hour) DO UPDATE SET
+    cnt = b.cnt + 1, ncnt = b.ncnt + excluded.ncnt, sum = b.sum + excluded.sum, sumsq = b.sumsq + excluded.sumsq,
+    vmin = least(b.vmin, excluded.vmin), vmax = greatest(b.vmax, excluded.vmax)
+"""
+_BUCKET_RECOMPUTE = """
+INSERT INTO tbuckets(teid, attr, ds, hour, cnt, ncnt, sum, sumsq, vmin, vmax)
+SELECT teid, attr, ds, %(hour)s, count(*), count(num), coalesce(sum(num), 0), coalesce(sum(num * num), 0),
+       min(num), max(num)
+FROM tinstances WHERE teid=%(teid)s AND attr=%(attr)s AND ds=%(ds)s AND ts >= %(hour)s AND ts < %(hour)s + 3600000
+     AND deleted_at IS NULL
+GROUP BY teid, attr, ds
+ON CONFLICT (teid, attr, ds, hour) DO UPDATE SET cnt=excluded.cnt, ncnt=excluded.ncnt, sum=excluded.sum,
+    sumsq=excluded.sumsq, vmin=excluded.vmin, vmax=excluded.vmax
+"""
+# distinct attributes of one entity by skipping along the (teid, attr, ts) index
+_ATTRS = """
+WITH RECURSIVE a(attr) AS (
+    (SELECT attr FROM tinstances WHERE teid=%(teid)s ORDER BY attr LIMIT 1)
+    UNION ALL
+    SELECT (SELECT t.attr FROM tinstances t WHERE t.teid=%(teid)s AND t.attr > a.attr ORDER BY t.attr LIMIT 1)
+    FROM a WHERE a.attr IS NOT NULL)
+SELECT attr FROM a WHERE attr IS NOT NULL
+"""
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+class PostgresTemporal:
+    if TYPE_CHECKING:  # provided by PostgresStore
+        pool: Any
+
+        async def _tid(self, tenant: str) -> int | None: ...
+        async def _fetch(self, query: str, args: Any = None, *, binary: bool = False) -> list[tuple[Any, ...]]: ...
+
+    # ---- writes (inside the write transaction) --------------------------------------------------
+    async def _write_temporal(self, conn: Conn, tid: int, records: list[TemporalRecord]) -> None:
+        from urbanmim.temporal.recorder import ENTITY
+        teids: dict[str, int] = {}
+        memo: dict[object, int | None] = {}
+
+        def ms(text: object) -> int | None:       # all attributes of one write share their timestamps
+            if text is None:
+                return None
+            if text not in memo:
+                memo[text] = _ms(text)
+            return memo[text]
+
+        for rec in records:
+            if rec.attr == ENTITY:
+                teids[rec.entity_id] = await self._upsert_tentity(conn, tid, rec)
+        inserts: list[tuple[object, ...]] = []
+        buckets: list[tuple[object, ...]] = []
+        for rec in records:
+            if rec.attr == ENTITY:
+                continue
+            teid = teids.get(rec.entity_id)
+            if teid is None:
+                teid = teids[rec.entity_id] = await self._upsert_tentity(conn, tid, TemporalRecord(
+                    rec.entity_id, rec.entity_type, ENTITY, None, rec.ts, {"type": [rec.entity_type]}))
+            await self._insert_instance(conn, tid, teid, rec, ms, inserts, buckets)
+        async with conn.cursor() as cur:
+            if inserts:
+                await cur.executemany(_INSTANCE_INSERT, inserts)
+            if buckets:
+                await cur.executemany(_BUCKET_UPSERT, buckets)
+
+    async def _upsert_tentity(self, conn: Conn, tid: int, rec: TemporalRecord) -> int:
+        """Create the temporal entity or merge the entity-level record into it (types are a union)."""
+        meta = rec.instance
+        for _ in range(3):
+            cur = await conn.execute("SELECT teid, doc FROM tentities WHERE tid=%s AND id=%s FOR UPDATE",
+                                     (tid, rec.entity_id), binary=True)
+            row = await cur.fetchone()
+            if row is None:
+                cur = await conn.execute("INSERT INTO tentities(tid, id, doc) VALUES (%s, %s, %s) "
+                                         "ON CONFLICT (tid, id) DO NOTHING RETURNING teid",
+                                         (tid, rec.entity_id, orjson.dumps(dict(meta))))
+                got = await cur.fetchone()
+                if got is not None:
+                    return int(got[0])
+                continue     # created concurrently by another process: merge into it
+            doc = orjson.loads(row[1])
+            before = dict(doc)
+            types = list(dict.fromkeys([*doc.get("type", []), *meta.get("type", [])]))
+            doc.update({k: v for k, v in meta.items() if k not in ("type", "createdAt")})
+            doc["type"] = types
+            if not rec.deleted:
+                doc.pop("deletedAt", None)
+            if doc != before:
+                await conn.execute("UPDATE tentities SET doc=%s WHERE teid=%s", (orjson.dumps(doc), row[0]))
+            return int(row[0])
+        raise RuntimeError(f"temporal entity {rec.entity_id} could not be created")
+
+    async def _insert_instance(self, conn: Conn, tid: int, teid: int, rec: TemporalRecord,
+                               ms: Callable[[object], int | None], inserts: list[tuple[object, ...]],
+                               buckets: list[tuple[object, ...]]) -> None:
+        inst = rec.instance
+        ts = ms(rec.ts) or 0
+        ds = rec.dataset_id or ""
+        deleted_at = ms(inst.get("deletedAt")) if rec.deleted or "deletedAt" in inst else None
+        if deleted_at is None and "observedAt" in inst:
+            # the same observation (attribute, datasetId, observedAt) sent again replaces the stored one
+            cur = await conn.execute("SELECT iid FROM tinstances WHERE teid=%s AND attr=%s AND ts=%s AND ds=%s "
+                                     "AND deleted_at IS NULL LIMIT 1", (teid, rec.attr, ts, ds))
+            same = await cur.fetchone()
+            if same is not None:
+                await conn.execute("UPDATE tinstances SET modified_at=%s, num=%s, doc=%s WHERE iid=%s",
+                                   (ms(inst.get("modifiedAt")), rec.num, orjson.dumps(inst), same[0]))
+                await self._recompute_bucket(conn, teid, rec.attr, ds, ts)
+                return
+        inserts.append((tid, teid, rec.attr, ds, ts, ms(inst.get("createdAt")), ms(inst.get("modifiedAt")),
+                        deleted_at, rec.num, orjson.dumps(inst)))
+        if deleted_at is None:
+            num = rec.num
+            buckets.append((teid, rec.attr, ds, ts - ts % HOUR, 0 if num is None else 1,
+                            num or 0.0, (num or 0.0) ** 2, num, num))
+
+    async def _recompute_bucket(self, conn: Conn, teid: int, attr: str, ds: str, ts: int) -> None:
+        hour = ts - ts % HOUR
+        await conn.execute("DELETE FROM tbuckets WHERE teid=%s AND attr=%s AND ds=%s AND hour=%s",
+                           (teid, attr, ds, hour))
+        await conn.execute(_BUCKET_RECOMPUTE, {"teid": teid, "attr": attr, "ds": ds, "hour": hour})
+
+    # ---- reads ----------------------------------------------------------------------------------
+    async def _teid(self, tenant: str, entity_id: str) -> tuple[int, int] | None:
+        tid = await self._tid(tenant)
+        if tid is None or "\x00" in entity_id:    # text cannot hold NUL: no such entity
+            return None
+        rows = await self._fetch("SELECT teid FROM tentities WHERE tid=%s AND id=%s", (tid, entity_id))
+        return (tid, int(rows[0][0])) if rows else None
+
+    async def temporal_entities(self, tenant: str, ids: list[str] | None = None) -> list[TemporalEntity]:
+        tid = await self._tid(tenant)
+        if tid is None:
+            return []
+        out = []
+        async with self.pool.connection() as conn:
+            if ids is not None:
+                cur = await conn.execute("SELECT teid, id, doc FROM tentities WHERE tid=%s AND id = ANY(%s) "
+                                         "ORDER BY teid", (tid, [i for i in ids if "\x00" not in i]), binary=True)
+            else:
+                cur = await conn.execute("SELECT teid, id, doc FROM tentities WHERE tid=%s ORDER BY teid", (tid,),
+                                         binary=True)
+            rows = await cur.fetchall()
+            for teid, eid, raw in rows:
+                doc = orjson.loads(raw)
+                acur = await conn.execute(_ATTRS, {"teid": teid})
+                attrs = {r[0] for r in await acur.fetchall()}
+                out.append(TemporalEntity(eid, doc.get("type", []), doc.get("scope"), doc.get("createdAt"),
+                                          doc.get("modifiedAt"), doc.get("deletedAt"), attrs))
+        return out
+
+    async def temporal_latest(self, tenant: str, entity_id: str) -> dict[str, list[dict[str, Any]]]:
+        key = await self._teid(tenant, entity_id)
+        if key is None:
+            return {}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for attr, doc in await self._fetch(
+                "SELECT DISTINCT ON (attr, ds) attr, doc FROM tinstances WHERE teid=%s AND deleted_at IS NULL "
+                "ORDER BY attr, ds, ts DESC, iid DESC", (key[1],), binary=True):
+            out.setdefault(attr, []).append(orjson.loads(doc))
+        return out
+
+    async def temporal_instances(self, tenant: str, entity_id: str, attr: str, span: TemporalSpan, *,
+                                 newest_first: bool, limit: int) -> list[StoredInstance]:
+        key = await self._teid(tenant, entity_id)
+        if key is None or "\x00" in attr:
+            return []
+        col = _TIME_COLUMN[span.timeproperty]
+        where = [f"teid=%s AND attr=%s AND {col} IS NOT NULL"]
+        args: list[Any] = [key[1], attr]
+        if span.start is not None:
+            where.append(f"{col}>=%s")
+            args.append(span.start)
+        if span.end is not None:
+            where.append(f"{col}<=%s" if span.end_inclusive else f"{col}<%s")
+            args.append(span.end)
+        if span.dataset_ids is not None:
+            where.append("ds = ANY(%s)")
+            args.append(["" if d == "@none" else d for d in span.dataset_ids])
+        order = "DESC" if newest_first else "ASC"
+        rows = await self._fetch(f"SELECT iid, ds, {col}, num, doc FROM tinstances WHERE {' AND '.join(where)} "
+                                 f"ORDER BY {col} {order}, iid {order} LIMIT %s", [*args, limit], binary=True)
+        return [StoredInstance(instance_id(iid), attr, ds or None, int(t), orjson.loads(doc), num)
+                for iid, ds, t, num, doc in rows]
+
+    async def temporal_buckets(self, tenant: str, entity_id: str, attr: str, start: int,
+                               end: int) -> list[HourBucket]:
+        key = await self._teid(tenant, entity_id)
+        if key is None:
+            return []
+        rows = await self._fetch("SELECT ds, hour, cnt, ncnt, sum, sumsq, vmin, vmax FROM tbuckets "
+                                 "WHERE teid=%s AND attr=%s AND hour>=%s AND hour<%s ORDER BY ds, hour",
+                                 (key[1], attr, start, end))
+        return [HourBucket(ds or None, int(h), int(c), int(n), s, sq, lo, hi) for ds, h, c, n, s, sq, lo, hi in rows]
+
+    # ---- deletes and instance edits (their own short transaction) -------------------------------
+    async def _temporal_tx(self, fn: Callable[[Conn], Awaitable[bool]]) -> bool:
+        async with self.pool.connection() as conn, conn.transaction():
+            return await fn(conn)
+
+    async def temporal_delete(self, tenant: str, entity_id: str, attr: str | None = None, *,
+                              dataset_id: str | None = None, delete_all: bool = False) -> bool:
+        key = await self._teid(tenant, entity_id)
+        if key is None:
+            return False
+        teid = key[1]
+
+        async def run(conn: Conn) -> bool:
+            if attr is None:
+                await conn.execute("DELETE FROM tinstances WHERE teid=%s", (teid,))
+                await conn.execute("DELETE FROM tbuckets WHERE teid=%s", (teid,))
+                await conn.execute("DELETE FROM tentities WHERE teid=%s", (teid,))
+                return True
+            cond, args = "teid=%s AND attr=%s", [teid, attr]
+            if not delete_all:
+                cond += " AND ds=%s"
+                args.append(dataset_id or "")
+            cur = await conn.execute(f"DELETE FROM tinstances WHERE {cond}", args)
+            await conn.execute(f"DELETE FROM tbuckets WHERE {cond}", args)
+            return cur.rowcount > 0
+        return await self._temporal_tx(run)
+
+    async def temporal_instance_update(self, tenant: str, entity_id: str, attr: str, instance_id_text: str,
+                                       patch: dict[str, Any] | None, now: str) -> bool:
+        from urbanmim.temporal.recorder import numeric
+        key = await self._teid(tenant, entity_id)
+        iid = _iid(instance_id_text)
+        if key is None or iid is None:
+            return False
+        teid = key[1]
+
+        async def run(conn: Conn) -> bool:
+            cur = await conn.execute("SELECT ds, ts, doc, deleted_at FROM tinstances WHERE iid=%s AND teid=%s "
+                                     "AND attr=%s FOR UPDATE", (iid, teid, attr), binary=True)
+            row = await cur.fetchone()
+            if row is None:
+                return False
+            ds, old_ts, doc, deleted_at = row
+            if patch is None:
+                await conn.execute("DELETE FROM tinstances WHERE iid=%s", (iid,))
+            else:
+                inst = orjson.loads(doc)
+                inst.update(patch)
+                inst["modifiedAt"] = now
+                ts = _ms(inst.get("observedAt")) or old_ts
+                await conn.execute("UPDATE tinstances SET ts=%s, modified_at=%s, num=%s, doc=%s WHERE iid=%s",
+                                   (ts, _ms(now), numeric(inst), orjson.dumps(inst), iid))
+                if deleted_at is None and ts // HOUR != old_ts // HOUR:
+                    await self._recompute_bucket(conn, teid, attr, ds, ts)
+            if deleted_at is None:
+                await self._recompute_bucket(conn, teid, attr, ds, old_ts)
+            return True
+        return await self._temporal_tx(run)
