@@ -104,3 +104,26 @@ async def test_subscription_and_context_changes_are_announced(pg_db: str) -> Non
     finally:
         await one.close()
         await two.close()
+
+
+def test_context_hosted_through_one_process_is_served_by_another(servers: list[Server]) -> None:
+    """Hosted @contexts follow other processes (LISTEN/NOTIFY → reload): created through A,
+    served by C; deleted through B, gone from C."""
+    import time
+
+    def wait_for(cond: Any, seconds: float = 10) -> bool:
+        end = time.monotonic() + seconds
+        while not cond() and time.monotonic() < end:
+            time.sleep(0.05)
+        return bool(cond())
+
+    a, b, c = servers
+    with httpx.Client(timeout=10) as h:
+        ctx = h.post(f"{a.url}/jsonldContexts", json={"@context": {"Bus": "https://example.org/Bus"}})
+        assert ctx.status_code == 201
+        path = ctx.headers["Location"][len("/ngsi-ld/v1"):]
+        assert wait_for(lambda: h.get(f"{c.url}{path}").status_code == 200)
+        assert h.get(f"{c.url}{path}").json()["@context"] == {"Bus": "https://example.org/Bus"}
+        assert wait_for(lambda: h.get(f"{b.url}{path}").status_code == 200)
+        assert h.delete(f"{b.url}{path}").status_code == 204
+        assert wait_for(lambda: h.get(f"{c.url}{path}").status_code == 404)

@@ -103,8 +103,21 @@ def create_app(settings: Settings | None = None, store: Store | None = None) -> 
         for c in components:
             c.install(app)
         await store.open()
-        for cid, url, doc, created in await store.load_contexts():
-            contexts.documents[url] = StoredContext(id=cid, url=url, kind="Hosted", document=doc, created_at=created)
+        async def load_hosted() -> None:
+            stored = await store.load_contexts()
+            urls = {url for _, url, _, _ in stored}
+            for url, c in list(contexts.documents.items()):
+                if c.kind == "Hosted" and url not in urls:      # deleted by another process
+                    del contexts.documents[url]
+                    contexts.forget(url)
+            for cid, url, doc, created in stored:
+                contexts.documents[url] = StoredContext(id=cid, url=url, kind="Hosted", document=doc,
+                                                        created_at=created)
+
+        await load_hosted()
+        remote = getattr(store, "remote_listeners", None)
+        if remote is not None:   # several processes on one database: follow hosted @context changes
+            remote.append(lambda kind, tenant, key: load_hosted() if kind == "context" else None)
         started = []
         try:
             for c in components:

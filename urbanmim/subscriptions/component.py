@@ -74,6 +74,23 @@ async def _start(app: Any) -> None:
         await subs.put(tenant, doc)
     subs.notifier = Notifier(app.state.store, subs.matcher)
     await subs.notifier.start()
+    remote = getattr(app.state.store, "remote_listeners", None)
+    if remote is not None:      # several processes on one database: follow the others' changes
+        remote.append(lambda kind, tenant, key: _on_remote(subs, kind, tenant, key))
+
+
+async def _on_remote(subs: Subscriptions, kind: str, tenant: str, key: str) -> None:
+    """Another process created, changed or deleted a subscription: refresh this process's cache
+    (the outbox itself is shared in the database, so nothing else needs doing)."""
+    if kind != "subscription":
+        return
+    doc = await subs.app.state.store.get_subscription(tenant, key)
+    if doc is None:
+        subs.matcher.remove(tenant, key)
+        if subs.notifier is not None:
+            subs.notifier.forget(tenant, key)
+    else:
+        await subs.put(tenant, doc)
 
 
 async def _stop(app: Any) -> None:

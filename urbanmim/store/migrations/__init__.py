@@ -62,7 +62,8 @@ def ensure_database(conninfo: str) -> bool:
     with psycopg.connect(admin, autocommit=True, connect_timeout=10) as conn:
         try:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-        except psycopg.errors.DuplicateDatabase:   # another process won the race
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            # another process won the race (PostgreSQL reports it either way, depending on timing)
             return False
     return True
 
