@@ -94,10 +94,11 @@ async def create_subscription(request: Request) -> Response:
     await _check_json_ld_context(request, doc)
     if await store.get_subscription(tenant, sid) is not None:
         raise AlreadyExists(f"subscription {sid} already exists")
-    only_urls = isinstance(ctx_value, list) and all(isinstance(c, str) for c in ctx_value)
-    if "jsonldContext" not in doc and ctx_value is not None and not only_urls:
-        # an inline @context gets a hosted URL for notifications; a list of URLs needs none
-        # (notifications link its first URL)
+    one_url = isinstance(ctx_value, list) and len(ctx_value) == 1 and isinstance(ctx_value[0], str)
+    if "jsonldContext" not in doc and ctx_value is not None and not one_url:
+        # A Link header carries exactly one context URL. A single URL is linked as it is; a list of
+        # several contexts or an inline one is hosted as an ImplicitlyCreated context (clause 5.13)
+        # so that notifications have one URL to link.
         doc["jsonldContext"] = ctx_value if isinstance(ctx_value, str) else _implicit_context(request, ctx_value)
         doc["_implicitContext"] = True     # notifications announce the subscriber's own context URL
     await store.save_subscription(tenant, sid, doc)
