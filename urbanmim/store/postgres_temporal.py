@@ -103,6 +103,7 @@ class PostgresTemporal:
 
     async def _upsert_tentity(self, conn: Conn, tid: int, rec: TemporalRecord) -> int:
         """Create the temporal entity or merge the entity-level record into it (types are a union)."""
+        from urbanmim.temporal.recorder import merge_entity_record
         meta = rec.instance
         for _ in range(3):
             cur = await conn.execute("SELECT teid, doc FROM tentities WHERE tid=%s AND id=%s FOR UPDATE",
@@ -116,15 +117,9 @@ class PostgresTemporal:
                 if got is not None:
                     return int(got[0])
                 continue     # created concurrently by another process: merge into it
-            doc = orjson.loads(row[1])
-            before = dict(doc)
-            types = list(dict.fromkeys([*doc.get("type", []), *meta.get("type", [])]))
-            doc.update({k: v for k, v in meta.items() if k not in ("type", "createdAt")})
-            doc["type"] = types
-            if not rec.deleted:
-                doc.pop("deletedAt", None)
-            if doc != before:
-                await conn.execute("UPDATE tentities SET doc=%s WHERE teid=%s", (orjson.dumps(doc), row[0]))
+            merged = merge_entity_record(orjson.loads(row[1]), rec)
+            if merged is not None:
+                await conn.execute("UPDATE tentities SET doc=%s WHERE teid=%s", (orjson.dumps(merged), row[0]))
             return int(row[0])
         raise RuntimeError(f"temporal entity {rec.entity_id} could not be created")
 

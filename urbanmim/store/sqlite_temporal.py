@@ -148,21 +148,16 @@ class SQLiteTemporal:
 
     def _upsert_tentity(self, conn: sqlite3.Connection, tid: int, rec: TemporalRecord) -> int:
         """Create the temporal entity or merge the entity-level record into it (types are a union)."""
+        from urbanmim.temporal.recorder import merge_entity_record
         meta = rec.instance
         row = conn.execute("SELECT teid, doc FROM tentities WHERE tid=? AND id=?", (tid, rec.entity_id)).fetchone()
         if row is None:
             doc = {k: v for k, v in meta.items()}
             return int(conn.execute("INSERT INTO tentities(tid, id, doc) VALUES (?,?,?)",
                                     (tid, rec.entity_id, orjson.dumps(doc))).lastrowid or 0)
-        doc = orjson.loads(row[1])
-        before = dict(doc)
-        types = list(dict.fromkeys([*doc.get("type", []), *meta.get("type", [])]))
-        doc.update({k: v for k, v in meta.items() if k not in ("type", "createdAt")})
-        doc["type"] = types
-        if not rec.deleted:
-            doc.pop("deletedAt", None)
-        if doc != before:
-            conn.execute("UPDATE tentities SET doc=? WHERE teid=?", (orjson.dumps(doc), row[0]))
+        merged = merge_entity_record(orjson.loads(row[1]), rec)
+        if merged is not None:
+            conn.execute("UPDATE tentities SET doc=? WHERE teid=?", (orjson.dumps(merged), row[0]))
         return int(row[0])
 
     def _insert_instance(self, conn: sqlite3.Connection, tid: int, teid: int, attr_id: int,

@@ -44,6 +44,22 @@ def record_for(entity_id: str, etype: str, attr: str, inst: Instance, *, fallbac
     return TemporalRecord(entity_id, etype, attr, inst.get("datasetId"), ts, inst, numeric(inst))
 
 
+def merge_entity_record(doc: dict[str, Any], rec: TemporalRecord) -> dict[str, Any] | None:
+    """The stored temporal entity after an entity-level record, or None when nothing changes.
+
+    Shared by every backend so the rule is decided once: types are a union (an entity keeps
+    its history under every type it had), the other entity members follow the newest record
+    (``createdAt`` stays the first one), and a record that is not a deletion clears
+    ``deletedAt``."""
+    meta = rec.instance
+    new = dict(doc)
+    new.update({k: v for k, v in meta.items() if k not in ("type", "createdAt")})
+    new["type"] = list(dict.fromkeys([*doc.get("type", []), *meta.get("type", [])]))
+    if not rec.deleted:
+        new.pop("deletedAt", None)
+    return None if new == doc else new
+
+
 def entity_record(ent: Entity, at: str, *, deleted: bool = False) -> TemporalRecord:
     meta: dict[str, Any] = {"type": list(ent.get("type") or []), "createdAt": ent.get("createdAt") or at,
                             "modifiedAt": ent.get("modifiedAt") or at}
