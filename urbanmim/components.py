@@ -9,8 +9,9 @@ later features add themselves without editing the core.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from starlette.routing import BaseRoute
 

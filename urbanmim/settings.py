@@ -54,7 +54,7 @@ class Settings:
     ingest_max_batch: int = setting(2000, "Most measurements written in one ingestion batch.")
 
     @classmethod
-    def load(cls, config: str | None = None, **overrides: Any) -> "Settings":
+    def load(cls, config: str | None = None, **overrides: Any) -> Settings:
         values: dict[str, Any] = {}
         path = config or os.environ.get("URBANMIM_CONFIG")
         if path:

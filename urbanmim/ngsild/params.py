@@ -311,6 +311,15 @@ def entity_query(params: Mapping[str, str], ctx: TermMap, tenant: str, *, requir
                        scope_q=scope_q, geo=geo, limit=limit, offset=offset, count=count)
 
 
+def delete_attr_options(params: Mapping[str, str]) -> tuple[str | None, bool]:
+    """(datasetId, deleteAll) of an attribute deletion — current state or history (5.6.5, 5.6.13)."""
+    delete_all = parse_bool(params, "deleteAll")
+    dataset_id = params.get("datasetId")
+    if delete_all and dataset_id is not None:
+        raise BadRequestData("datasetId and deleteAll cannot be used together")
+    return dataset_id, delete_all
+
+
 def check_known(params: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = [k for k in params.keys() if k not in allowed]
     if unknown:

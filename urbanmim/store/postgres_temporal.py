@@ -71,7 +71,7 @@ class PostgresTemporal:
 
     # ---- writes (inside the write transaction) --------------------------------------------------
     async def _write_temporal(self, conn: Conn, tid: int, records: list[TemporalRecord]) -> None:
-        from urbanmim.temporal.recorder import ENTITY
+        from urbanmim.temporal.recorder import split_records
         teids: dict[str, int] = {}
         memo: dict[object, int | None] = {}
 
@@ -82,18 +82,13 @@ class PostgresTemporal:
                 memo[text] = _ms(text)
             return memo[text]
 
-        for rec in records:
-            if rec.attr == ENTITY:
-                teids[rec.entity_id] = await self._upsert_tentity(conn, tid, rec)
+        entity_recs, attr_recs = split_records(records)
+        for eid, erec in entity_recs.items():
+            teids[eid] = await self._upsert_tentity(conn, tid, erec)
         inserts: list[tuple[object, ...]] = []
         buckets: list[tuple[object, ...]] = []
-        for rec in records:
-            if rec.attr == ENTITY:
-                continue
-            teid = teids.get(rec.entity_id)
-            if teid is None:
-                teid = teids[rec.entity_id] = await self._upsert_tentity(conn, tid, TemporalRecord(
-                    rec.entity_id, rec.entity_type, ENTITY, None, rec.ts, {"type": [rec.entity_type]}))
+        for rec in attr_recs:
+            teid = teids[rec.entity_id]
             await self._insert_instance(conn, tid, teid, rec, ms, inserts, buckets)
         async with conn.cursor() as cur:
             if inserts:

@@ -44,6 +44,24 @@ def record_for(entity_id: str, etype: str, attr: str, inst: Instance, *, fallbac
     return TemporalRecord(entity_id, etype, attr, inst.get("datasetId"), ts, inst, numeric(inst))
 
 
+def split_records(records: Iterable[TemporalRecord]) -> tuple[dict[str, TemporalRecord], list[TemporalRecord]]:
+    """Entity-level records by entity id (one is made up, with just the type, for an entity that
+    only has attribute records) and the attribute-instance records, in order. Every backend
+    writes the first into its temporal-entity table and the second as instances."""
+    entities: dict[str, TemporalRecord] = {}
+    attrs: list[TemporalRecord] = []
+    for rec in records:
+        if rec.attr == ENTITY:
+            entities[rec.entity_id] = rec
+        else:
+            attrs.append(rec)
+    for rec in attrs:
+        if rec.entity_id not in entities:
+            entities[rec.entity_id] = TemporalRecord(rec.entity_id, rec.entity_type, ENTITY, None, rec.ts,
+                                                     {"type": [rec.entity_type]})
+    return entities, attrs
+
+
 def merge_entity_record(doc: dict[str, Any], rec: TemporalRecord) -> dict[str, Any] | None:
     """The stored temporal entity after an entity-level record, or None when nothing changes.
 

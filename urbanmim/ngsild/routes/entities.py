@@ -246,11 +246,7 @@ async def delete_attr(request: Request) -> Response:
     tenant = http.tenant_of(request)
     eid = _entity_id(request)
     ctx = await http.request_context(request)
-    p = request.query_params
-    delete_all = params.parse_bool(p, "deleteAll")
-    dataset_id = p.get("datasetId")
-    if delete_all and dataset_id:
-        raise BadRequestData("datasetId and deleteAll cannot be used together")
+    dataset_id, delete_all = params.delete_attr_options(request.query_params)
     await _svc(request).delete_attr(tenant, eid, ctx.expand(request.path_params["attr"]), dataset_id=dataset_id,
                                     delete_all=delete_all)
     return http.empty(204, tenant=tenant or None)

@@ -184,11 +184,7 @@ async def delete_attr(request: Request) -> Response:
     tenant = http.tenant_of(request)
     eid = _eid(request)
     ctx = await http.request_context(request)
-    p = request.query_params
-    delete_all = params.parse_bool(p, "deleteAll")
-    ds = p.get("datasetId")
-    if ds is not None and delete_all:
-        raise BadRequestData("datasetId and deleteAll cannot be used together")
+    ds, delete_all = params.delete_attr_options(request.query_params)
     name = request.path_params["attr"]
     check_attr_name(name)
     if not await request.app.state.store.temporal_delete(tenant, eid, ctx.expand(name), dataset_id=ds,
