@@ -30,8 +30,9 @@ class Component:
 
 
 def default_components() -> list[Component]:
+    from urbanmim.algorithms.component import component as algorithms
     from urbanmim.ingest.agent.component import component as iot_agent
     from urbanmim.models.component import component as models
     from urbanmim.subscriptions.component import component as subscriptions
     from urbanmim.temporal.component import component as temporal
-    return [temporal(), subscriptions(), iot_agent(), models()]
+    return [algorithms(), temporal(), subscriptions(), iot_agent(), models()]

@@ -23,6 +23,7 @@ from typing import Any
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from urbanmim.algorithms.register import Algorithm, Risk, register_of
 from urbanmim.components import Component
 from urbanmim.errors import BadRequestData
 from urbanmim.models.registry import POLICY_TYPE, RESERVED_TYPES, SCHEMA_TYPE, ModelRegistry
@@ -36,6 +37,25 @@ REPORT_HEADER = "Urbanmim-Validation"
 # the reports of the current HTTP request (set by ReportHeader, filled by WriteValidator)
 WARNINGS: ContextVar[list[dict[str, Any]] | None] = ContextVar("urbanmim_validation_warnings", default=None)
 MAX_DETAIL = 10
+
+
+VALIDATION_ALGORITHM = Algorithm(
+    id="mim2.write-validation", name="Smart Data Models write validation", version="1", kind="validation",
+    purpose="Refuse (strict policy) or flag (warn policy) entities that do not conform to the data model a city "
+            "chose for their type, so every consumer can rely on the shape of the data.",
+    method="Each written entity is converted to key-values and checked with jsonschema against the Smart Data "
+           "Models schema (or a city schema) named by the tenant's policy for its type; NGSI-LD attribute types "
+           "are checked against the schema's declared types.",
+    inputs=("every entity written to a tenant with a validation policy for its type", "the policy (mode, schema)"),
+    outputs=("accept / refuse (400 BadRequestData) / accept with an Urbanmim-Validation warning header",
+             "validation reports under /models/v1"),
+    owner="the city's data platform team", contact="see the platform's /algorithms page",
+    human_oversight="A city admin chooses per entity type whether validation is off, warns or refuses; every "
+                    "refusal names the failing attribute and rule, and reports can be reviewed under /models/v1.",
+    risks=(Risk("A schema that is too strict refuses legitimate data from a device or partner.",
+                "Start new policies in warn mode, review reports, then switch to strict."),),
+    component="models", references=("MIM2 (OASC)", "https://smartdatamodels.org"),
+)
 
 
 class WriteValidator:
@@ -129,6 +149,7 @@ def _install(app: Any) -> None:
     app.state.models = registry
     app.state.store.listeners.append(registry.on_change)
     app.state.entities.validators.append(WriteValidator(registry))
+    register_of(app).register(VALIDATION_ALGORITHM)
     if not any(isinstance(r, Mount) and r.path == api.PREFIX for r in app.router.routes):
         app.router.routes.insert(0, Mount(api.PREFIX, routes=api.routes))
     _wrap_app(app)

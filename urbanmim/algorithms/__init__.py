@@ -1,0 +1,1 @@
+"""MIM5 — the register of algorithms the platform runs on city data (see ``register.py``)."""
