@@ -106,11 +106,12 @@ def run_wrk(
     connections: int,
     cpu: int | None,
     server_cpu_seconds: Callable[[], float],
+    threads: int = 1,
 ) -> Measurement:
     """Run wrk with ``bench/lua/<script>`` and parse its BENCH_JSON line."""
     cmd = (["taskset", "-c", str(cpu)] if cpu is not None else []) + [
         "wrk",
-        "-t1",
+        f"-t{threads}",
         f"-c{connections}",
         f"-d{duration:g}s",
         "--timeout",

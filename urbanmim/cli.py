@@ -14,7 +14,12 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from urbanmim.app import create_app
+    from urbanmim.security.component import InsecureExposure, check_exposure
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        check_exposure(settings)       # MIM6: open only on loopback unless --insecure-public
+    except InsecureExposure as e:
+        raise SystemExit(f"urbanmim: {e}") from None
     app = create_app(settings)
     # uvicorn handles SIGTERM/SIGINT: stops accepting, drains, runs the lifespan shutdown
     # (which joins the writer thread after its last commit).
@@ -34,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_serve = sub.add_parser("serve", help="serve the NGSI-LD API")
     _common(p_serve)
+    p_serve.add_argument("--secure", action="store_true", default=None,
+                         help="security on: authentication, roles, rules, rate limits, audit (docs/security.md)")
+    p_serve.add_argument("--insecure-public", action="store_true", default=None,
+                         help="allow security off on a non-loopback --host (an open broker)")
     p_demo = sub.add_parser("demo", help="load the three demo cities (idempotent) and serve them, alive")
     _common(p_demo)
     p_demo.add_argument("--history", type=float, default=0, metavar="DAYS",
@@ -65,10 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     p_imp.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_ten = sub.add_parser("tenants", help="list the tenants (cities) of a store, one per line")
     p_ten.add_argument("--db", help="storage target")
+    from urbanmim.security.cli import add_token_parser
+    add_token_parser(sub)
     from urbanmim.store.migrate import add_db_parser
     add_db_parser(sub)
+    from urbanmim.kpi.cli import add_kpi_parser
+    add_kpi_parser(sub)
     args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {k: getattr(args, k, None) for k in ("host", "port", "db")}
+    overrides: dict[str, Any] = {k: getattr(args, k, None) for k in ("host", "port", "db", "secure",
+                                                                     "insecure_public")}
     settings = Settings.load(getattr(args, "config", None), **overrides)
     if args.cmd == "serve":
         _serve(settings)
@@ -78,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "import":
         from urbanmim.ingest.importers.runner import import_command
         return import_command(args, settings)
+    elif args.cmd == "kpi":
+        from urbanmim.kpi.cli import run_kpi_command
+        return run_kpi_command(args, settings)
+    elif args.cmd == "token":
+        from urbanmim.security.cli import run_token_command
+        return run_token_command(args, settings)
     elif args.cmd == "db":
         from urbanmim.store.migrate import run_db_command
         return run_db_command(args)

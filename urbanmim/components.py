@@ -31,8 +31,18 @@ class Component:
 
 def default_components() -> list[Component]:
     from urbanmim.algorithms.component import component as algorithms
+    from urbanmim.analysis.component import component as analysis
+    from urbanmim.consent.component import component as consent
     from urbanmim.ingest.agent.component import component as iot_agent
+    from urbanmim.kpi.component import component as kpi
     from urbanmim.models.component import component as models
+    from urbanmim.ogc.component import component as ogc
+    from urbanmim.security.component import component as security
+    from urbanmim.sharing.component import component as sharing
     from urbanmim.subscriptions.component import component as subscriptions
     from urbanmim.temporal.component import component as temporal
-    return [algorithms(), temporal(), subscriptions(), iot_agent(), models()]
+    from urbanmim.twin.component import component as twin
+    from urbanmim.web.component import component as web
+    # security first: app.state.access exists before sharing/consent append their deciders
+    return [security(), algorithms(), web(), temporal(), subscriptions(), iot_agent(), models(), ogc(), twin(), analysis(),
+            consent(), sharing(), kpi()]

@@ -115,3 +115,39 @@ class InternalError(NgsiError):
     """Something broke that is our fault; the detail shown is generic, the cause is logged."""
 
     status, problem, title = 500, "InternalError", "Internal error"
+
+
+# --- MIM6 security (urbanmim/security/). NGSI-LD's problem-type list has no 401/403/429 type; these
+# use the same ".../errors/<Name>" form so every error keeps one shape (docs/security.md says why).
+
+class Unauthorized(NgsiError):
+    """No (valid) credentials: answered with a ``WWW-Authenticate: Bearer`` challenge."""
+
+    status, problem, title = 401, "Unauthorized", "Authentication required"
+
+    def __init__(self, detail: str = "", *, error: str | None = None, **kw: Any):
+        super().__init__(detail, **kw)
+        challenge = 'Bearer realm="urbanmim"'
+        if error:                      # RFC 6750 §3: error="invalid_token" when a token was sent but refused
+            challenge += f', error="{error}", error_description="{_quote(self.detail)}"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(NgsiError):
+    """Authenticated, but this principal may not do this (role, attribute rule, agreement, consent)."""
+
+    status, problem, title = 403, "Forbidden", "Forbidden"
+
+
+class TooManyRequests(NgsiError):
+    """The client's rate limit is exhausted: answered with ``Retry-After`` (seconds)."""
+
+    status, problem, title = 429, "TooManyRequests", "Too many requests"
+
+    def __init__(self, detail: str = "", *, retry_after: float = 1.0, **kw: Any):
+        super().__init__(detail, **kw)
+        self.headers = {"Retry-After": str(max(1, int(retry_after + 0.999)))}
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "").replace('"', "'").encode("ascii", "replace").decode()[:300]

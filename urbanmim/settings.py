@@ -52,6 +52,47 @@ class Settings:
     ingest_linger_ms: float = setting(2.0, "Milliseconds the agent waits for more measurements before writing a "
                                            "batch (one transaction per batch).")
     ingest_max_batch: int = setting(2000, "Most measurements written in one ingestion batch.")
+    ogc_default_limit: int = setting(10, "OGC API Features: features per /items page when the client gives no limit.")
+    ogc_max_limit: int = setting(10000, "OGC API Features: largest limit a client may ask for (400 above).")
+    ogc_cache_seconds: float = setting(30.0, "OGC API Features: longest time a cached collection list or extent is "
+                                             "used (this process's own writes refresh them at once).")
+    kpi_schedule: float = setting(3600.0, "Seconds between two checks of the KPI scheduler (computes each KPI "
+                                          "of each tenant when its period's value is missing or its period has "
+                                          "closed, see docs/kpis.md). 0: no scheduled computation.")
+    twin_sse_queue: int = setting(1000, "Twin live updates: most entities one browser tab may have pending; a "
+                                        "slower tab gets one 'resync' event instead (see docs/twin.md).")
+    sharing_flush_interval: float = setting(10.0, "MIM3: seconds between two stores of the agreements' read counts "
+                                                  "(the ODRL count constraint, usage reports). 0: only at shutdown.")
+    sharing_sync_interval: float = setting(5.0, "MIM3 on PostgreSQL with several processes: seconds after which "
+                                                "offers and agreements changed by another process are in force "
+                                                "here (this process's own changes are at once).")
+    consent_sync_interval: float = setting(5.0, "MIM4 on PostgreSQL with several processes: seconds after which "
+                                                "personal-data rules and consents changed by another process are in "
+                                                "force here (this process's own changes are at once). 0: never.")
+    secure: bool = setting(False, "MIM6: security on (also `urbanmim serve --secure`): every request is authenticated "
+                                  "(bearer JWT or device API key), every read and write decided by roles, rules, "
+                                  "agreements and consent, rate-limited per client and audited (docs/security.md).")
+    insecure_public: bool = setting(False, "Allow security off on a non-loopback host (`--insecure-public`); without "
+                                           "it an open broker refuses to listen beyond 127.0.0.1/::1.")
+    public_tenants: str = setting("", "MIM6: comma-separated tenants anonymous callers may read (as role reader, "
+                                      "with the reader rules); every other anonymous request is 401.")
+    auth_issuers: str = setting("", "MIM6: trusted OIDC issuers, comma-separated, each `ISSUER` (JWKS found by OIDC "
+                                    "discovery) or `ISSUER JWKS_URL`.")
+    auth_audience: str = setting("urbanmim", "MIM6: the `aud` a bearer token must carry.")
+    auth_dev_issuer: bool = setting(True, "MIM6: trust the built-in development issuer (`urbanmim token`; its key is "
+                                          "kept in the database, its JWKS at /auth/v1/jwks.json). Turn off in "
+                                          "production.")
+    auth_jwks_ttl: float = setting(300.0, "MIM6: seconds an issuer's JWKS is cached (an unknown key id refreshes it "
+                                          "early, at most every 30 s).")
+    auth_jwks_timeout: float = setting(5.0, "MIM6: seconds to wait for an issuer's JWKS or OIDC discovery document.")
+    rate_limit: float = setting(100.0, "MIM6, with security on: requests per second per client (token `azp`/`sub`, "
+                                       "device key, or IP address for anonymous callers). 0: no limit.")
+    rate_burst: float = setting(200.0, "MIM6: requests a client may make at once before `rate_limit` applies (429 "
+                                       "with Retry-After).")
+    audit_reads: bool = setting(True, "MIM6, with security on: also audit reads (retrieve, query, temporal, "
+                                      "notifications); writes are always audited.")
+    audit_flush_s: float = setting(1.0, "MIM6: seconds between two appends of buffered audit entries (reads, "
+                                        "refusals); a crash loses at most this interval of them.")
 
     @classmethod
     def load(cls, config: str | None = None, **overrides: Any) -> Settings:
@@ -68,7 +109,10 @@ class Settings:
         for f in fields(cls):
             if f.name in values:
                 caster = type(getattr(out, f.name))
-                setattr(out, f.name, caster(values[f.name]))
+                value = values[f.name]
+                if caster is bool and isinstance(value, str):    # "false"/"0" from the environment are False
+                    value = value.strip().lower() in ("1", "true", "yes", "on")
+                setattr(out, f.name, caster(value))
         return out
 
     @classmethod

@@ -135,6 +135,9 @@ def known_params(endpoint: Endpoint, allowed: frozenset[str]) -> Endpoint:
 def problem_response(err: NgsiError, tenant: str | None = None) -> Response:
     """Render any platform error as NGSI-LD ProblemDetails (application/json)."""
     headers = {TENANT_HEADER: tenant} if tenant else None
+    extra = getattr(err, "headers", None)      # e.g. WWW-Authenticate on 401, Retry-After on 429
+    if extra:
+        headers = {**(headers or {}), **extra}
     return Response(orjson.dumps(err.to_problem()), status_code=err.status, media_type=JSON, headers=headers)
 
 

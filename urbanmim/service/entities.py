@@ -18,6 +18,9 @@ from typing import Any
 from urbanmim.errors import AlreadyExists, BadRequestData, NgsiError, ResourceNotFound
 from urbanmim.ngsild.entity import NGSILD, VALUE_KEY, Entity, Instance, is_subattr_key
 from urbanmim.ngsild.payload import NULL
+from urbanmim.security import enforce, ownership
+from urbanmim.security.access import AccessControl
+from urbanmim.security.principal import current_principal
 from urbanmim.store.base import UNCHANGED, EntityQuery, Mutation, Outcome, QueryResult, Store
 
 SCOPE = NGSILD + "scope"   # what the attribute name "scope" expands to (it is not an attribute)
@@ -62,9 +65,24 @@ class EntityService:
         # that one write. They run in the caller's contextvars context, so a validator can report
         # to the request that caused the write. No validators: the mutations are left untouched.
         self.validators: list[Callable[[str, Entity], None]] = []
+        # MIM6 (urbanmim/security): the access decision and the audit log. Disabled by default
+        # (security off): then nothing below costs anything. With security on, every read is
+        # filtered for the request's principal and every write decided inside its transaction.
+        self.access = AccessControl()
+        self.audit: Any = None
+
+    def guard(self, tenant: str, mutations: list[Mutation]) -> list[Mutation]:
+        """The mutations, each decided for the current principal inside the transaction (a no-op
+        with security off); for writers that bypass :meth:`_validated` (temporal history)."""
+        p = current_principal()
+        if not enforce.enforcing(self.access, p):
+            return mutations
+        return enforce.guard(self.access, self.audit, p, tenant, mutations)
 
     def _validated(self, tenant: str, mutations: list[Mutation]) -> list[Mutation]:
-        """The mutations, each wrapped to run :attr:`validators` on the entity it produces."""
+        """The mutations, each wrapped to run :attr:`validators` on the entity it produces
+        (and, with security on, decided for the current principal: :meth:`guard`)."""
+        mutations = self.guard(tenant, mutations)
         if not self.validators:
             return mutations
         validators = list(self.validators)
@@ -110,7 +128,34 @@ class EntityService:
         ent = await self.store.get(tenant, entity_id)
         if ent is None:
             raise ResourceNotFound(f"entity {entity_id} not found")
+        p = current_principal()
+        if enforce.enforcing(self.access, p):
+            vis = enforce.retrieve(self.access, self.audit, p, tenant, ent)
+            if vis is None:      # not visible is not found: existence is not disclosed
+                raise ResourceNotFound(f"entity {entity_id} not found")
+            return vis
         return ent
+
+    def reader(self) -> Any:
+        """A ``get_many`` source for linked entities (join) that sees what the caller may see."""
+        p = current_principal()
+        if not enforce.enforcing(self.access, p):
+            return self.store
+        return enforce.FilteringReader(self.store, self.access, p)
+
+    async def temporal_visible(self, tenant: str, ents: list[Any]) -> list[Any]:
+        """Temporal entities (``store.TemporalEntity``) as the caller may see them."""
+        p = current_principal()
+        if not enforce.enforcing(self.access, p):
+            return ents
+        return await enforce.temporal(self.store, self.access, self.audit, p, tenant, ents)
+
+    async def check_temporal_write(self, tenant: str, entity_id: str, attr: str | None) -> None:
+        """May the caller change the history of ``attr`` (None: the whole entity)?"""
+        p = current_principal()
+        if enforce.enforcing(self.access, p):
+            current = await self.store.get(tenant, entity_id)
+            enforce.check_attribute_write(self.access, self.audit, p, tenant, current, entity_id, attr)
 
     async def delete(self, tenant: str, entity_id: str) -> None:
         def fn(cur: Entity | None) -> tuple[Any, Any]:
@@ -135,6 +180,7 @@ class EntityService:
             for insts in new["attrs"].values():
                 for inst in insts:
                     _stamp(inst, now)
+            ownership.carry(cur, new)
             return new, "replaced"
         return fn
 
@@ -426,6 +472,9 @@ class EntityService:
 
     # ---- reads ----------------------------------------------------------------------------------
     async def query(self, query: EntityQuery) -> QueryResult:
+        p = current_principal()
+        if enforce.enforcing(self.access, p):
+            return await enforce.query(self.store, self.access, self.audit, p, query)
         return await self.store.query(query)
 
 

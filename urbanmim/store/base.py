@@ -143,7 +143,45 @@ class OutboxRecord:
     payload: dict[str, Any]     # what the notifier renders and sends
 
 
-ChangeListener = Callable[[Change], Iterable["TemporalRecord | OutboxRecord"]]
+@dataclass
+class AuditRecord:
+    """One entry of the MIM6 audit log (urbanmim/security/audit.py): who read or wrote what.
+
+    Written by a ChangeListener in the write's own transaction (writes), or in batches
+    (reads, refused requests). Append-only: no API updates or deletes it."""
+
+    ts: str                      # ISO 8601, UTC, ms
+    tenant: str
+    subject: str
+    action: str                  # read | query | temporal | notify | create | update | delete | ...
+    decision: str                # permit | deny
+    entities: list[str] = field(default_factory=list)
+    attrs: list[str] = field(default_factory=list)     # expanded attribute IRIs (written / shown)
+    organisation: str | None = None
+    client: str = ""
+    purpose: str | None = None
+    reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ts": self.ts, "tenant": self.tenant, "subject": self.subject, "organisation": self.organisation,
+                "client": self.client, "action": self.action, "entities": self.entities, "attrs": self.attrs,
+                "purpose": self.purpose, "decision": self.decision, "reason": self.reason}
+
+
+@dataclass
+class AuditQuery:
+    """Filters of ``GET /security/v1/audit`` (every one optional; ``tenants`` None = all)."""
+
+    tenants: list[str] | None = None
+    subject: str | None = None
+    entity: str | None = None
+    start: str | None = None     # ISO, inclusive
+    end: str | None = None       # ISO, exclusive
+    after_seq: int = 0           # paging: entries with seq > after_seq, oldest first
+    limit: int = 1000
+
+
+ChangeListener = Callable[[Change], Iterable["TemporalRecord | OutboxRecord | AuditRecord"]]
 
 
 @dataclass
@@ -279,6 +317,20 @@ class Store(ABC):
     @abstractmethod
     async def all_subscriptions(self) -> list[tuple[str, dict[str, Any]]]:
         """Every subscription of every tenant ``(tenant, document)`` (the notifier's cache)."""
+
+    # ---- MIM6 audit log and security secrets (sqlite_audit.py / postgres_audit.py) ------------
+    @abstractmethod
+    async def audit_append(self, records: list[AuditRecord]) -> None:
+        """Append entries in their own transaction (buffered reads, refused requests)."""
+
+    @abstractmethod
+    async def audit_query(self, query: AuditQuery) -> list[tuple[int, AuditRecord]]:
+        """Entries ``(seq, record)`` matching ``query``, oldest first."""
+
+    @abstractmethod
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The platform secret ``name`` (e.g. the development issuer's key), created with ``make()``
+        on first use; concurrent first uses (several processes) agree on one value."""
 
 
 @dataclass

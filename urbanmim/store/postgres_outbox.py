@@ -10,12 +10,18 @@ what N processes on one database need:
   advisory lock (per schema) and holds it to its commit: outbox-producing writes serialise
   among themselves (only them — plain writes do not take it), and rows become visible in
   seq order, which is what ``outbox_fetch(after_seq)`` relies on.
-* **One drainer.** Every process runs a notifier, but only the one holding a session-level
-  advisory lock (``pg_try_advisory_lock``, on a dedicated connection) gets rows from
-  ``outbox_fetch`` and queues periodic notifications (``outbox_add``); the others see an
-  empty outbox. If the drainer dies its session ends, the lock is free, and the next
-  process to poll (the notifier polls every few seconds) takes over from the lowest
-  pending seq — rows delivered but not yet deleted go out again, with the same id.
+* **One drainer = the claim.** Every process runs a notifier, but only the one holding a
+  session-level advisory lock (``pg_try_advisory_lock``, on a dedicated connection that
+  also reads the rows) gets rows from ``outbox_fetch`` and queues periodic notifications
+  (``outbox_add``); the others see an empty outbox. This is the "claim" of the issue, at
+  the granularity of the whole outbox rather than per row (``FOR UPDATE SKIP LOCKED`` would
+  let two processes send two rows of one subscription out of order; a per-subscription
+  order is part of the notifier's contract). Each row is therefore sent by one process.
+  The drainer is usually not the process whose write matched the row: it loads the
+  subscription from the store when its cache does not have it (``Notifier.load``).
+  If the drainer dies its session ends, the lock is free, and the next process to poll
+  (the notifier polls every few seconds) takes over from the lowest pending seq — rows
+  delivered but not yet deleted go out again, with the same notification id.
 * **Wake-ups across processes.** A commit that added outbox rows sends ``pg_notify``; a
   LISTEN connection per process calls the notifier's wake-up, so the drainer reacts to
   writes made by any process without waiting for its poll. The same channel carries
@@ -27,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -52,6 +59,7 @@ class PostgresOutbox:
     _listen_conn: psycopg.AsyncConnection[Any] | None = None
     _leader_conn: psycopg.AsyncConnection[Any] | None = None
     _listen_task: asyncio.Task[None] | None = None
+    _lead_fresh: bool = False
     _token: str = ""
 
     @property
@@ -133,31 +141,59 @@ class PostgresOutbox:
                     await conn.close()
         self._listen_conn = self._leader_conn = None
 
+    @property
+    def draining(self) -> bool:
+        """True while this process holds the outbox lock, i.e. it is the one delivering."""
+        return self._leader_conn is not None and not self._leader_conn.closed
+
     async def _is_drainer(self) -> bool:
         """True while this process holds the outbox lock (taken on first ask, kept for the session)."""
         try:
-            if self._leader_conn is not None and not self._leader_conn.closed:
+            if self.draining:
                 return True
-            conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            # named, so an operator (and the kill test) can see which process delivers
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, application_name=f"urbanmim drainer {self.schema} {os.getpid()}"[:63])
             cur = await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (self._lock_key("outbox-drain"),))
             row = await cur.fetchone()
             if row and row[0]:
+                await conn.execute(f"SET search_path TO {self.schema}, public")
                 self._leader_conn = conn
+                self._lead_fresh = True
                 return True
             await conn.close()
         except psycopg.Error:
             log.warning("cannot check the outbox lock", exc_info=True)
         return False
 
+    async def _lost_lead(self) -> None:
+        conn, self._leader_conn = self._leader_conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
     # ---- the notifier's side ----------------------------------------------------------------
     async def _names(self) -> dict[int, str]:
         return {int(tid): name for tid, name in await self._fetch("SELECT tid, name FROM tenants")}
 
     async def outbox_fetch(self, after_seq: int, limit: int) -> list[OutboxRow]:
-        if not await self._is_drainer():
+        """Rows for the drainer only. Read on the very session that holds the lock: if that
+        session is gone (server restart, network), so is the lock — we stop at once instead of
+        draining beside the process that took over. A fresh lead starts from the lowest pending
+        row, whatever ``after_seq`` the notifier remembers from an earlier lead."""
+        if not await self._is_drainer() or self._leader_conn is None:
             return []
-        rows = await self._fetch("SELECT seq, tid, sub_id, payload FROM outbox WHERE seq>%s ORDER BY seq LIMIT %s",
-                                 (after_seq, limit), binary=True)
+        if self._lead_fresh:
+            after_seq, self._lead_fresh = 0, False
+        try:
+            cur = await self._leader_conn.execute(
+                "SELECT seq, tid, sub_id, payload FROM outbox WHERE seq>%s ORDER BY seq LIMIT %s",
+                (after_seq, limit), binary=True)
+            rows = await cur.fetchall()
+        except psycopg.Error:
+            log.warning("outbox lock session lost; another process takes over the delivery")
+            await self._lost_lead()
+            return []
         if not rows:
             return []
         names = {v: k for k, v in self._tenants.items()}

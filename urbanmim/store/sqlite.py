@@ -32,6 +32,7 @@ from urbanmim.ngsild.entity import Entity
 from urbanmim.store.base import (
     UNCHANGED,
     AttributeInfo,
+    AuditRecord,
     Change,
     ChangeListener,
     EntityQuery,
@@ -43,6 +44,7 @@ from urbanmim.store.base import (
     TemporalRecord,
     TypeInfo,
 )
+from urbanmim.store.sqlite_audit import SQLiteAudit
 from urbanmim.store.sqlite_outbox import SQLiteOutbox
 from urbanmim.store.sqlite_temporal import SQLiteTemporal
 
@@ -90,7 +92,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     return conn
 
 
-class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
+class SQLiteStore(SQLiteTemporal, SQLiteOutbox, SQLiteAudit, Store):
     def __init__(self, path: str | Path, *, synchronous: str = "NORMAL", max_batch: int = 2000):
         self.path = str(path)
         self.synchronous = synchronous
@@ -274,6 +276,9 @@ class SQLiteStore(SQLiteTemporal, SQLiteOutbox, Store):
             self._write_temporal(conn, tid, temporal)
         if outbox:
             self._write_outbox(conn, tid, outbox)
+        audit = [r for r in records if isinstance(r, AuditRecord)]
+        if audit:
+            self._write_audit(conn, audit)
 
     def _index(self, conn: sqlite3.Connection, tid: int, rid: int, ent: Entity, new_terms: dict[str, int]) -> None:
         from urbanmim.ngsild.geo import bbox

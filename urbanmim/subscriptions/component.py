@@ -15,7 +15,7 @@ from urbanmim.components import Component
 from urbanmim.errors import NgsiError
 from urbanmim.ngsild.contexts import CORE, TermMap
 from urbanmim.ngsild.routes import subscriptions as routes
-from urbanmim.subscriptions.matching import Matcher, compile_subscription
+from urbanmim.subscriptions.matching import Compiled, Matcher, compile_subscription
 from urbanmim.subscriptions.notifier import Notifier
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,14 @@ class Subscriptions:
     def status(self, tenant: str, sub_id: str) -> dict[str, Any]:
         return self.notifier.status(tenant, sub_id) if self.notifier is not None else {}
 
+    async def load(self, tenant: str, sub_id: str) -> Compiled | None:
+        """The notifier's cache miss (several processes: the row was matched by another one)."""
+        doc = await self.app.state.store.get_subscription(tenant, sub_id)
+        if doc is None:
+            return None
+        await self.put(tenant, doc)
+        return self.matcher.get(tenant, sub_id)
+
 
 def _install(app: Any) -> None:
     subs = Subscriptions(app)
@@ -72,7 +80,8 @@ async def _start(app: Any) -> None:
     subs: Subscriptions = app.state.subscriptions
     for tenant, doc in await app.state.store.all_subscriptions():
         await subs.put(tenant, doc)
-    subs.notifier = Notifier(app.state.store, subs.matcher)
+    subs.notifier = Notifier(app.state.store, subs.matcher, load=subs.load)
+    subs.notifier.guard = getattr(app.state, "notification_guard", None)   # MIM6 filtering (urbanmim/security)
     await subs.notifier.start()
     remote = getattr(app.state.store, "remote_listeners", None)
     if remote is not None:      # several processes on one database: follow the others' changes

@@ -28,6 +28,7 @@ from urbanmim.ngsild import geo, qlang
 from urbanmim.ngsild.contexts import TermMap
 from urbanmim.ngsild.params import parse_type_expression
 from urbanmim.ngsild.payload import _check_iri, check_attr_name, check_datetime, is_uri
+from urbanmim.security.principal import current_principal
 
 SUBSCRIPTION = "Subscription"
 TRIGGERS = ("entityCreated", "entityUpdated", "entityDeleted", "attributeCreated", "attributeUpdated",
@@ -318,6 +319,9 @@ def new_subscription(body: Any, ctx: TermMap, *, sub_id: str | None, ctx_value: 
     doc["notification"]["endpoint"].setdefault("accept", "application/json")
     doc["createdAt"] = doc["modifiedAt"] = now
     doc["_ctx"] = ctx_value
+    p = current_principal()
+    if not p.system:     # MIM6: notifications are filtered as their creator at delivery time
+        doc["_principal"] = p.to_json()
     return doc
 
 

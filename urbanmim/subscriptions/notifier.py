@@ -14,6 +14,12 @@
   store every ``FLUSH_S`` and are shown on GET /subscriptions.
 * **Periodic subscriptions** (``timeInterval``) get a timer that queues a notification with
   the matching entities through the same outbox.
+* **Several processes on one database (PostgreSQL)**: only the process holding the outbox
+  lock gets rows (``outbox_fetch``), so each row is delivered by one process — often not the
+  one whose write matched it. A row whose subscription is not (yet) in this process's cache
+  is therefore looked up in the store (``load``) before anything is dropped: only a
+  subscription the store no longer has loses its rows. The other processes show the
+  drainer's counters by re-reading them from the store (``STATS_REFRESH_S``).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from urbanmim.store.base import EntityQuery, OutboxRecord, Store
@@ -38,17 +45,24 @@ FETCH = 2000
 BACKOFF_S = 0.25
 MAX_BACKOFF_S = 30.0
 FLUSH_S = 1.0
+STATS_REFRESH_S = 1.0
 # A backlog of BATCH_MIN rows or more is sent as one notification of up to BATCH_MAX entities
 # (in order): a receiver that is slower than the update rate then catches up instead of
 # falling further behind. A lone change is always notified on its own.
 BATCH_MIN = 8
 BATCH_MAX = 200
 Key = tuple[str, str]      # (tenant, subscription id)
+Loader = Callable[[str, str], Awaitable[Compiled | None]]
 
 
 class Notifier:
-    def __init__(self, store: Store, matcher: Matcher) -> None:
+    def __init__(self, store: Store, matcher: Matcher, load: Loader | None = None) -> None:
         self.store, self.matcher = store, matcher
+        # set by urbanmim/security: guard(sub, payloads, store) -> (payloads it may see, a filtering reader)
+        self.guard: Callable[..., tuple[list[dict[str, Any]], Any]] | None = None
+        # (tenant, id) -> the subscription read from the store and compiled (None: it is gone).
+        # Needed with several processes: the row may come from a write matched elsewhere.
+        self.load = load
         self.queues: dict[Key, deque[tuple[int, dict[str, Any]]]] = {}
         self.workers: dict[Key, asyncio.Task[None]] = {}
         self.periodic: dict[Key, asyncio.Task[None]] = {}
@@ -62,6 +76,7 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._stats_at = 0.0
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -129,6 +144,13 @@ class Notifier:
                     n = min(len(q), BATCH_MAX) if len(q) >= BATCH_MIN else 1
                     batch = [q[i] for i in range(n)]
                 sub = self.matcher.get(*key)
+                if sub is None and self.load is not None:
+                    try:     # not cached here (yet): matched by another process, or just created
+                        sub = await self.load(*key)
+                    except Exception:
+                        log.exception("cannot load subscription %s; retrying", key[1])
+                        await asyncio.sleep(BACKOFF_S)
+                        continue
                 if sub is None:          # deleted: its rows go with it
                     q.clear()
                     await self.store.outbox_drop(*key)
@@ -161,7 +183,12 @@ class Notifier:
                 del self.workers[key]
 
     async def _deliver(self, sub: Compiled, payloads: list[dict[str, Any]]) -> None:
-        body = await notification.build(sub, payloads, self.store)
+        store: Any = self.store
+        if self.guard is not None:   # MIM6: only what the subscription's creator may see, decided now
+            payloads, store = self.guard(sub, payloads, store)
+            if not payloads:
+                return
+        body = await notification.build(sub, payloads, store)
         headers = notification.headers(sub)
         ep = sub.doc["notification"]["endpoint"]
         uri: str = ep["uri"]
@@ -197,8 +224,16 @@ class Notifier:
             try:
                 await self._ack()
                 await self._flush()
+                await self._refresh_stats()
             except Exception:
                 log.exception("saving notification state failed")
+
+    async def _refresh_stats(self) -> None:
+        """Several processes: the counters of the process that delivers, for GET on this one."""
+        if getattr(self.store, "draining", True) or time.monotonic() - self._stats_at < STATS_REFRESH_S:
+            return
+        self._stats_at = time.monotonic()
+        self.stats = {(t, s): st for t, s, st in await self.store.load_subscription_statuses()}
 
     async def _flush(self) -> None:
         await self._ack()

@@ -109,7 +109,7 @@ async def retrieve_entity(request: Request) -> Response:
             raise ResourceNotFound(f"entity {eid} has none of the requested attributes")
     if types is not None and not any(g <= set(ent["type"]) for g in types):
         raise ResourceNotFound(f"entity {eid} is not of type {p['type']}")
-    extra = await fetch_linked(request.app.state.store, tenant, [ent], view) if view.join else []
+    extra = await fetch_linked(_svc(request).reader(), tenant, [ent], view) if view.join else []
     body = render_one(ent, view, media)
     if not body or (media == http.GEOJSON and not body["properties"] and "id" not in body):
         raise ResourceNotFound(f"nothing of entity {eid} is left after pick/omit")

@@ -33,8 +33,11 @@ async def source_identity(request: Request) -> Response:
 
 
 async def home(request: Request) -> Response:
-    return Response(http.dumps({"name": "urbanmim", "version": __version__,
-                                "ngsi-ld": "/ngsi-ld/v1/", "docs": "see README.md"}), media_type=http.JSON)
+    body = {"name": "urbanmim", "version": __version__, "ngsi-ld": "/ngsi-ld/v1/", "docs": "see README.md"}
+    banner = getattr(request.app.state, "security_banner", None)     # MIM6: open on loopback, said loudly
+    if banner:
+        body["warning"] = banner
+    return Response(http.dumps(body), media_type=http.JSON)
 
 
 routes = [Route("/info/sourceIdentity", source_identity, methods=["GET"])]

@@ -65,7 +65,7 @@ async def answer_query(request: Request, p: Mapping[str, Any], ctx: TermMap, ten
 async def _linked(request: Request, tenant: str, roots: list[Any], view: View) -> list[Any]:
     if view.join is None or not roots:
         return []
-    return await fetch_linked(request.app.state.store, tenant, roots, view)
+    return await fetch_linked(request.app.state.entities.reader(), tenant, roots, view)   # sees what the caller may
 
 
 def render_many(entities: list[Any], view: View, media: str, extra: list[Any]) -> Any:

@@ -121,7 +121,7 @@ async def _exists(request: Request, tenant: str, eid: str) -> TemporalEntity | N
 
 
 async def _one(request: Request, tenant: str, m: Mutation) -> Any:
-    (out,) = await request.app.state.store.mutate(tenant, [m])
+    (out,) = await request.app.state.store.mutate(tenant, request.app.state.entities.guard(tenant, [m]))
     if out.error is not None:
         raise out.error
     return out.result
@@ -174,6 +174,7 @@ async def delete_entity(request: Request) -> Response:
     eid = _eid(request)
     if await _exists(request, tenant, eid) is None:
         raise ResourceNotFound(f"temporal entity {eid} not found")
+    await request.app.state.entities.check_temporal_write(tenant, eid, None)
     await request.app.state.store.mutate(tenant, [Mutation(eid, lambda cur: (None, None) if cur else (cur, None))])
     await request.app.state.store.temporal_delete(tenant, eid)
     return http.empty(204, tenant=tenant or None)
@@ -187,6 +188,7 @@ async def delete_attr(request: Request) -> Response:
     ds, delete_all = params.delete_attr_options(request.query_params)
     name = request.path_params["attr"]
     check_attr_name(name)
+    await request.app.state.entities.check_temporal_write(tenant, eid, ctx.expand(name))
     if not await request.app.state.store.temporal_delete(tenant, eid, ctx.expand(name), dataset_id=ds,
                                                          delete_all=delete_all):
         raise ResourceNotFound(f"temporal entity {eid} has no attribute {name}")
@@ -204,6 +206,7 @@ async def patch_instance(request: Request) -> Response:
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k not in ("@context", "instanceId")}
     patch, _ = parse_attr_fragment(name, body, ctx)
+    await request.app.state.entities.check_temporal_write(tenant, eid, ctx.expand(name))
     if not await request.app.state.store.temporal_instance_update(
             tenant, eid, ctx.expand(name), _instance(request), patch, now_iso()):
         raise ResourceNotFound(f"no instance {request.path_params['instance']} of {name} in {eid}")
@@ -217,6 +220,7 @@ async def delete_instance(request: Request) -> Response:
     name = request.path_params["attr"]
     check_attr_name(name)
     ctx = await http.request_context(request)
+    await request.app.state.entities.check_temporal_write(tenant, eid, ctx.expand(name))
     if not await request.app.state.store.temporal_instance_update(
             tenant, eid, ctx.expand(name), _instance(request), None, now_iso()):
         raise ResourceNotFound(f"no instance {request.path_params['instance']} of {name} in {eid}")
@@ -274,6 +278,8 @@ async def retrieve(request: Request) -> Response:
     tp = tsvc.parse_temporal(p)
     tp.span.dataset_ids = view.dataset_ids
     ent = await _exists(request, tenant, eid)
+    if ent is not None:      # as the caller may see it (MIM6): not visible is not found
+        ent = next(iter(await request.app.state.entities.temporal_visible(tenant, [ent])), None)
     if ent is None:
         raise ResourceNotFound(f"temporal entity {eid} not found")
     if p.get("type"):
@@ -288,12 +294,14 @@ async def retrieve(request: Request) -> Response:
 async def _matching(request: Request, tenant: str, query: EntityQuery) -> list[TemporalEntity]:
     store = request.app.state.store
     out = []
-    for ent in await store.temporal_entities(tenant, query.ids):
+    found = await store.temporal_entities(tenant, query.ids)
+    for ent in await request.app.state.entities.temporal_visible(tenant, found):   # MIM6: what the caller sees
         pseudo: Entity = {"id": ent.entity_id, "type": ent.types, "attrs": {a: [{}] for a in ent.attrs}}
         if ent.scope:
             pseudo["scope"] = ent.scope
         if query.q is not None or query.geo is not None:
-            pseudo["attrs"] = await store.temporal_latest(tenant, ent.entity_id)
+            latest = await store.temporal_latest(tenant, ent.entity_id)
+            pseudo["attrs"] = {a: v for a, v in latest.items() if a in ent.attrs}   # q cannot probe hidden ones
         if query.matches(pseudo):
             out.append(ent)
     return out
@@ -307,7 +315,8 @@ async def _ordered(request: Request, tenant: str, ents: list[TemporalEntity], or
     store = request.app.state.store
     pseudo = []
     for e in ents:
-        pseudo.append({"id": e.entity_id, "type": e.types, "attrs": await store.temporal_latest(tenant, e.entity_id)})
+        latest = await store.temporal_latest(tenant, e.entity_id)    # only what the caller may see (MIM6)
+        pseudo.append({"id": e.entity_id, "type": e.types, "attrs": {a: v for a, v in latest.items() if a in e.attrs}})
     by_id = {e.entity_id: e for e in ents}
     return [by_id[x["id"]] for x in sort_entities(pseudo, keys)]
 

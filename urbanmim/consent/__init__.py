@@ -1,0 +1,1 @@
+"""MIM4: personal data and consent (marking, DPV-purpose consents, the consent decider, subject rights)."""

@@ -1,0 +1,123 @@
+"""The MIM6 audit log: who read and wrote what, when, for which purpose, and what was decided.
+
+Why two paths:
+
+* **writes** are recorded *in the write's own transaction*: the service's write guard notes
+  (principal, action, attributes) for the entity it is about to store, and this module's
+  store ChangeListener turns the note into an :class:`AuditRecord` that the backend inserts
+  with the state, history and outbox rows. An acknowledged write always has its entry; a
+  rolled-back one never does.
+* **reads** (retrieve, query, temporal, notifications) and **refusals** (401/403 on writes)
+  change nothing, so they are buffered in memory and appended in batches every
+  ``audit_flush_s`` seconds (or every ``BATCH`` entries). A crash loses at most the reads of
+  that last interval — never a write's entry.
+
+Only requests with security on are audited, and only those of callers (not the platform's own
+background work: the simulator, KPI jobs, the device agent's ingestion), which would drown
+the log. The log is append-only: the API has no update or delete, and the tables refuse them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from urbanmim.ngsild.entity import Entity
+from urbanmim.security.principal import Principal
+from urbanmim.store.base import AuditRecord, Change, Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+MAX_BUFFER = 100_000          # beyond this, reads are dropped (and counted) rather than exhausting memory
+
+
+def now_iso() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def record(p: Principal, tenant: str, action: str, decision: str, entities: list[str], attrs: Iterable[str],
+           reason: str = "", ts: str | None = None) -> AuditRecord:
+    return AuditRecord(ts=ts or now_iso(), tenant=tenant, subject=p.subject, action=action, decision=decision,
+                       entities=entities, attrs=sorted(attrs), organisation=p.organisation, client=p.client,
+                       purpose=p.purpose, reason=reason)
+
+
+class AuditLog:
+    def __init__(self, store: Store, *, flush_s: float = 1.0, reads: bool = True):
+        self.store = store
+        self.flush_s = flush_s
+        self.reads = reads
+        self.buffer: list[AuditRecord] = []
+        self.dropped = 0
+        # (tenant, entity id) -> (the entity object about to be stored, record): set by the write guard
+        # inside the mutation, taken by :meth:`listener` for the same change (identity-checked)
+        self._notes: dict[tuple[str, str], tuple[Entity | None, AuditRecord]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    # ---- writes (in the transaction) ----------------------------------------------------------
+    def note_write(self, tenant: str, entity_id: str, new: Entity | None, rec: AuditRecord) -> None:
+        self._notes[(tenant, entity_id)] = (new, rec)
+
+    def listener(self, change: Change) -> Iterable[AuditRecord]:
+        note = self._notes.pop((change.tenant, change.entity_id), None)
+        if note is None or note[0] is not change.new:
+            return ()
+        note[1].ts = change.at
+        return (note[1],)
+
+    # ---- reads and refusals (buffered) ------------------------------------------------------
+    def add(self, rec: AuditRecord) -> None:
+        if len(self.buffer) >= MAX_BUFFER:
+            self.dropped += 1
+            return
+        self.buffer.append(rec)
+        if len(self.buffer) >= BATCH:
+            self._wake.set()
+
+    def read(self, p: Principal, tenant: str, action: str, shown: list[Entity], reason: str = "") -> None:
+        """One entry for one read request: the entity ids returned and the attributes shown."""
+        if not self.reads:
+            return
+        attrs: set[str] = set()
+        for e in shown:
+            attrs.update(e.get("attrs") or ())
+        self.add(record(p, tenant, action, "permit", [e["id"] for e in shown], attrs, reason))
+
+    async def flush(self) -> None:
+        while self.buffer:
+            batch, self.buffer = self.buffer[:BATCH], self.buffer[BATCH:]
+            try:
+                await self.store.audit_append(batch)
+            except Exception:
+                log.exception("cannot append %d audit entries; keeping them for the next flush", len(batch))
+                self.buffer[:0] = batch
+                return
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_s)
+            self._wake.clear()
+            await self.flush()
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._loop(), name="audit flush")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+
+    def stats(self) -> dict[str, Any]:
+        return {"buffered": len(self.buffer), "dropped": self.dropped}

@@ -1,0 +1,82 @@
+"""PostgreSQL part of the MIM6 audit log and of the platform secrets (migration 0010).
+
+Mixed into ``PostgresStore``. ``_write_audit`` runs in the write's transaction; buffered
+entries (reads, refusals) are appended in a transaction of their own. A trigger makes the
+``audit`` table append-only for every connection of the platform. Entity ids are a
+``text[]`` with a GIN index, so ``?entity=`` is an index look-up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+
+from urbanmim.store.base import AuditQuery, AuditRecord
+
+_INSERT = ("INSERT INTO audit(ts, tenant, subject, action, decision, entities, doc) "
+           "VALUES (%s, %s, %s, %s, %s, %s, %s)")
+
+
+def _row(r: AuditRecord) -> tuple[Any, ...]:
+    return (r.ts, r.tenant, r.subject, r.action, r.decision, list(r.entities), orjson.dumps(r.to_json()))
+
+
+def _record(doc: bytes) -> AuditRecord:
+    d = orjson.loads(doc)
+    return AuditRecord(**{k: d.get(k) for k in ("ts", "tenant", "subject", "action", "decision")},
+                       entities=d.get("entities") or [], attrs=d.get("attrs") or [],
+                       organisation=d.get("organisation"), client=d.get("client") or "",
+                       purpose=d.get("purpose"), reason=d.get("reason") or "")
+
+
+class PostgresAudit:
+    if TYPE_CHECKING:  # provided by PostgresStore
+        pool: Any
+
+        async def _fetch(self, query: str, args: Any = None, *, binary: bool = False) -> list[tuple[Any, ...]]: ...
+
+    async def _write_audit(self, conn: psycopg.AsyncConnection[Any], records: list[AuditRecord]) -> None:
+        async with conn.cursor() as cur:
+            await cur.executemany(_INSERT, [_row(r) for r in records])
+
+    async def audit_append(self, records: list[AuditRecord]) -> None:
+        if not records:
+            return
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            await cur.executemany(_INSERT, [_row(r) for r in records])
+
+    async def audit_query(self, query: AuditQuery) -> list[tuple[int, AuditRecord]]:
+        where, args = ["seq > %s"], [query.after_seq]
+        if query.tenants is not None:
+            if not query.tenants:
+                return []
+            where.append("tenant = ANY(%s)")
+            args.append(list(query.tenants))
+        if query.subject is not None:
+            where.append("subject = %s")
+            args.append(query.subject)
+        if query.entity is not None:
+            where.append("entities @> ARRAY[%s]::text[]")
+            args.append(query.entity)
+        if query.start is not None:
+            where.append("ts >= %s")
+            args.append(query.start)
+        if query.end is not None:
+            where.append("ts < %s")
+            args.append(query.end)
+        rows = await self._fetch(f"SELECT seq, doc FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
+                                 (*args, query.limit), binary=True)
+        return [(int(seq), _record(bytes(doc))) for seq, doc in rows]
+
+    async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        rows = await self._fetch("SELECT value FROM secrets WHERE name=%s", (name,), binary=True)
+        if rows:
+            return bytes(rows[0][0])
+        async with self.pool.connection() as conn:
+            await conn.execute("INSERT INTO secrets(name, value) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
+                               (name, make()))
+        rows = await self._fetch("SELECT value FROM secrets WHERE name=%s", (name,), binary=True)
+        return bytes(rows[0][0])
