@@ -55,3 +55,15 @@ async def test_api_lists_platform_algorithms(client) -> None:  # type: ignore[no
     assert r.status_code == 404 and r.json()["type"].endswith("ResourceNotFound")
     r = await client.get("http://testserver/algorithms/v1/algorithms", params={"kind": "magic"})
     assert r.status_code == 400
+
+
+async def test_register_page_lists_entries_in_the_requested_language(client) -> None:  # type: ignore[no-untyped-def]
+    r = await client.get("http://testserver/algorithms/", params={"lang": "de"})
+    assert r.status_code == 200 and r.headers["content-language"] == "de"
+    html = r.text
+    assert '<html lang="de">' in html and "Algorithmenregister" in html
+    assert "Smart Data Models write validation" in html and "Menschliche Aufsicht" in html
+    r = await client.get("http://testserver/algorithms/", params={"kind": "validation"})
+    assert r.status_code == 200 and "mim2.write-validation" in r.text
+    r = await client.get("http://testserver/algorithms/", params={"kind": "magic"})
+    assert r.status_code == 400 and r.json()["type"].endswith("InvalidRequest")
