@@ -1,7 +1,7 @@
 """PostgreSQL at city scale: bulk-load N entities (default 10M) + a month of history, then latencies.
 
-    .venv/bin/python -m bench.pg_scale                        # 10M entities (~15-20 min load)
-    .venv/bin/python -m bench.pg_scale --entities 1000000     # a smaller step
+    .venv/bin/python -m bench.pg_scale                        # 10M entities
+    .venv/bin/python -m bench.pg_scale --entities 1000000,3000000,10000000   # measured at each size
     .venv/bin/python -m bench.pg_scale --keep                 # do not drop the database afterwards
 
 Why not through HTTP: 10M entities at the broker's batch rate would take hours and measure
@@ -70,10 +70,11 @@ _INTERNAL = (
 )
 
 
-def entities(n: int, seed: int = 1) -> Iterator[dict[str, Any]]:
-    """The dataset of ``bench/dataset.py`` (same values, same ids) in the store's internal shape."""
+def entities(n: int, seed: int = 1, start: int = 0) -> Iterator[dict[str, Any]]:
+    """Entities ``start .. n-1`` of ``bench/dataset.py`` (same values, same ids) in the store's
+    internal shape (``start`` a multiple of 100,000)."""
     import orjson
-    for lo in range(0, n, 100_000):
+    for lo in range(start, n, 100_000):
         rnd = random.Random(seed * 1_000_003 + lo)
         u = rnd.random
         for i in range(lo, min(n, lo + 100_000)):
@@ -97,7 +98,7 @@ def stats(name: str, ms: list[float], extra: str = "") -> dict[str, Any]:
     return row
 
 
-async def load(url: str, n: int, hist: int, per_day: int, defer: bool) -> dict[str, Any]:
+async def load(url: str, start: int, n: int, hist: int, per_day: int, defer: bool) -> dict[str, Any]:
     from urbanmim.store.postgres import PostgresStore
     from urbanmim.temporal.timeutil import to_ms
     store = PostgresStore(url, pool_min=1, pool_max=2)
@@ -109,25 +110,35 @@ async def load(url: str, n: int, hist: int, per_day: int, defer: bool) -> dict[s
 
         def progress(done: int) -> None:
             nonlocal last_t, last_n
-            if done - last_n >= 500_000 or done == n:
+            if done - last_n >= 500_000 or done == n - start:
                 now = time.perf_counter()
-                print(f"  {done:>11,} entities  {now - t0:7.0f} s  ({(done - last_n) / (now - last_t):,.0f}/s now)",
-                      flush=True)
+                print(f"  {start + done:>11,} entities  {now - t0:7.0f} s  "
+                      f"({(done - last_n) / (now - last_t):,.0f}/s now)", flush=True)
                 last_t, last_n = now, done
                 out["rows_s"] = now - t0
-        await store.bulk_load("", entities(n), chunk=50_000, progress=progress, defer_indexes=defer)
+        await store.bulk_load("", entities(n, start=start), chunk=50_000, progress=progress, defer_indexes=defer)
         out["load_s"] = time.perf_counter() - t0
-        print(f"loaded {n:,} entities in {out['load_s']:.0f} s ({n / out['load_s']:,.0f}/s): rows "
-              f"{out['rows_s']:.0f} s, then index build {out['load_s'] - out['rows_s']:.0f} s", flush=True)
+        k = n - start
+        print(f"loaded {k:,} entities ({start:,} -> {n:,}) in {out['load_s']:.0f} s ({k / out['load_s']:,.0f}/s): "
+              f"rows {out['rows_s']:.0f} s, then index build {out['load_s'] - out['rows_s']:.0f} s"
+              f"{'' if defer else ' (indexes kept: maintained row by row)'}", flush=True)
+        if start:
+            return out
         t1 = time.perf_counter()
-        start, end = to_ms(MONTH_START), to_ms(MONTH_END)
+        t_start, end = to_ms(MONTH_START), to_ms(MONTH_END)
         step = 86_400_000 // per_day
+        series = []
         for k in range(hist):
             rnd = random.Random(k)
-            rows = [(ts + rnd.randrange(step), round(rnd.random() * 200, 1)) for ts in range(start, end, step)]
-            await store.bulk_load_instances("", dataset.entity_id(k), TYPE, D + "NO2", rows)
+            series.append([(ts + rnd.randrange(step), round(rnd.random() * 200, 1))
+                           for ts in range(t_start, end, step)])
+        # one day of every entity at a time: rows land roughly in time order, as the live writer
+        # puts them (what the BRIN index on ts relies on)
+        for day in range(0, len(series[0]) if series else 0, per_day):
+            for k, rows in enumerate(series):
+                await store.bulk_load_instances("", dataset.entity_id(k), TYPE, D + "NO2", rows[day:day + per_day])
         out["history_s"] = time.perf_counter() - t1
-        out["instances"] = hist * len(range(start, end, step))
+        out["instances"] = hist * len(range(t_start, end, step))
         print(f"history: {out['instances']:,} instances of {hist:,} entities in {out['history_s']:.0f} s", flush=True)
     finally:
         await store.close()
@@ -142,19 +153,29 @@ def analyze(conninfo: str) -> float:
 
 
 def explain(conninfo: str, url: str) -> dict[str, str]:
-    """The SQL the store runs for the measured queries (built by its own planner), explained."""
+    """The SQL the store runs for the measured queries (built by its own planner), explained.
+    The store reads exact-filtered queries through a cursor and stops after a page; LIMIT 400
+    stands for that here (~20 matches of a ~6% q)."""
+    from urbanmim.store import postgres as pg
     from urbanmim.store.base import EntityQuery
-    from urbanmim.store.postgres import PostgresStore
-    store = PostgresStore(url, migrate=False)
+    store = pg.PostgresStore(url, migrate=False)
     plans: dict[str, str] = {}
-    geo = _geo_query("near;maxDistance==500", "Point", "[-3.82,43.46]")
-    cases = {
-        "type+q (candidates in rid order; q decided in Python)": EntityQuery(tenant="", types=[frozenset({TYPE})]),
-        "geo near 500 m": EntityQuery(tenant="", types=[frozenset({TYPE})], geo=geo),
-    }
+    cases = {"type+q (candidates in rid order; q decided in Python)": EntityQuery(tenant="",
+                                                                                 types=[frozenset({TYPE})])}
+    for m in (100, 500):
+        cases[f"geo near {m} m"] = EntityQuery(tenant="", types=[frozenset({TYPE})],
+                                               geo=_geo_query(f"near;maxDistance=={m}", "Point", "[-3.82,43.46]"))
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name, q in cases.items():
-            plan = store._plan(q, 1)
+            wide = False
+            if q.geo is not None:
+                box = q.geo.search_bbox()
+                n = conn.execute("SELECT count(*) FROM (SELECT 1 FROM egeo g WHERE g.attr=%s AND g.g && "
+                                 "ST_MakeEnvelope(%s, %s, %s, %s, 4326) LIMIT %s) c",
+                                 (LOCATION, *box, pg._WIDE_AREA + 1)).fetchone()[0]
+                wide = n > pg._WIDE_AREA
+                name += f" ({'> ' if wide else ''}{n} candidate boxes: {'type walk' if wide else 'GiST first'})"
+            plan = store._plan(q, 1, wide_area=wide)
             assert plan is not None
             body, args, order = plan
             sql = f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT e.doc FROM {body} ORDER BY {order} LIMIT 400"
@@ -176,11 +197,11 @@ def measure(base: str, n: int, samples: int, hist: int) -> list[dict[str, Any]]:
     rnd = random.Random(7)
     rows = []
     with httpx.Client(base_url=base, timeout=60, headers={"Accept": "application/json"}) as h:
-        def timed(name: str, make: Any, check: Any = None) -> None:
+        def timed(name: str, make: Any, check: Any = None, n: int = samples) -> None:
             for _ in range(5):                     # warm the connection and the caches a little
                 h.get(make())
             ms = []
-            for _ in range(samples):
+            for _ in range(n):
                 url = make()
                 t = time.perf_counter()
                 r = h.get(url)
@@ -227,7 +248,7 @@ def measure(base: str, n: int, samples: int, hist: int) -> list[dict[str, Any]]:
         for page in (20, 100):
             timed(f"temporal: same, {page} entities of the type (one page)",
                   lambda page=page: f"/temporal/entities?type={dataset.ENTITY_TYPE}&options=aggregatedValues"  # type: ignore[misc]
-                                    f"&{aggr}&limit={page}", days)
+                                    f"&{aggr}&limit={page}", days, max(10, samples // 5))
     return rows
 
 
@@ -277,49 +298,23 @@ def partition_experiment(conninfo: str) -> dict[str, Any]:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.pg_scale", description=__doc__.split("\n")[0])
-    ap.add_argument("--entities", type=int, default=10_000_000)
-    ap.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
-    ap.add_argument("--dbname", default="urbanmim_bench_scale")
-    ap.add_argument("--history-entities", type=int, default=1000)
-    ap.add_argument("--per-day", type=int, default=96, help="instances per entity and day (96: every 15 min)")
-    ap.add_argument("--samples", type=int, default=200)
-    ap.add_argument("--keep", action="store_true", help="keep the database (default: dropped at the end)")
-    ap.add_argument("--reuse", action="store_true", help="measure an existing --keep database, no load")
-    ap.add_argument("--partition-experiment", action="store_true")
-    ap.add_argument("--keep-indexes", action="store_true",
-                    help="load with the indexes in place (default: defer_indexes, built once at the end)")
-    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pg_scale.json")
-    a = ap.parse_args()
-    conninfo = f"{a.server}/{a.dbname}"
-    result: dict[str, Any] = {"entities": a.entities, "history_entities": a.history_entities, "per_day": a.per_day}
-    with psycopg.connect(f"{a.server}/postgres", autocommit=True) as conn:
-        if not a.reuse:
-            conn.execute(f'DROP DATABASE IF EXISTS "{a.dbname}"')
-    port = 0
-    proc = None
+def measure_step(a: argparse.Namespace, conninfo: str, n: int) -> dict[str, Any]:
+    """EXPLAIN, sizes and latencies of the database as loaded to ``n`` entities."""
+    result: dict[str, Any] = {}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        result["db_size"] = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))").fetchone()[0]
+        result["tables"] = dict(conn.execute(
+            "SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class WHERE relkind='r' "
+            "AND relnamespace='public'::regnamespace AND relname NOT LIKE 'spatial%' "
+            "ORDER BY pg_total_relation_size(oid) DESC LIMIT 8").fetchall())
+    print(f"database size: {result['db_size']}  {result['tables']}", flush=True)
+    result["explain"] = explain(conninfo, conninfo)
+    from tests.conftest import free_port
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "urbanmim.cli", "serve", "--port", str(port), "--db", conninfo],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, URBANMIM_PG_POOL_MIN="2"))
     try:
-        if not a.reuse:
-            print(f"loading {a.entities:,} entities into {a.dbname} (bulk COPY path)", flush=True)
-            result.update(asyncio.run(load(conninfo, a.entities, a.history_entities, a.per_day,
-                                           not a.keep_indexes)))
-            result["vacuum_analyze_s"] = analyze(conninfo)
-            print(f"VACUUM ANALYZE: {result['vacuum_analyze_s']:.0f} s", flush=True)
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            result["db_size"] = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))"
-                                             ).fetchone()[0]
-            result["tables"] = dict(conn.execute(
-                "SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class WHERE relkind='r' "
-                "AND relnamespace='public'::regnamespace AND relname NOT LIKE 'spatial%' "
-                "ORDER BY pg_total_relation_size(oid) DESC LIMIT 8").fetchall())
-        print(f"database size: {result['db_size']}  {result['tables']}", flush=True)
-        result["explain"] = explain(conninfo, conninfo)
-        from tests.conftest import free_port
-        port = free_port()
-        proc = subprocess.Popen([sys.executable, "-m", "urbanmim.cli", "serve", "--port", str(port), "--db", conninfo],
-                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                env=dict(os.environ, URBANMIM_PG_POOL_MIN="2"))
         base = f"http://127.0.0.1:{port}/ngsi-ld/v1"
         for _ in range(300):
             try:
@@ -327,22 +322,58 @@ def main() -> int:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        print(f"\nlatency through `urbanmim serve` + HTTP, one request at a time, {a.samples} samples each:",
-              flush=True)
-        result["latency"] = measure(base, a.entities, a.samples, a.history_entities)
+        print(f"\nlatency at {n:,} entities through `urbanmim serve` + HTTP, one request at a time, "
+              f"{a.samples} samples each (pages of many entities: {max(10, a.samples // 5)}):", flush=True)
+        result["latency"] = measure(base, n, a.samples, a.history_entities)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    return result
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.pg_scale", description=__doc__.split("\n")[0])
+    ap.add_argument("--entities", default="10000000",
+                    help="size, or comma-separated sizes measured in turn on one growing database "
+                         "(e.g. 1000000,3000000,10000000); multiples of 100,000")
+    ap.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
+    ap.add_argument("--dbname", default="urbanmim_bench_scale")
+    ap.add_argument("--history-entities", type=int, default=1000)
+    ap.add_argument("--per-day", type=int, default=96, help="instances per entity and day (96: every 15 min)")
+    ap.add_argument("--samples", type=int, default=200)
+    ap.add_argument("--keep", action="store_true", help="keep the database (default: dropped at the end)")
+    ap.add_argument("--partition-experiment", action="store_true")
+    ap.add_argument("--keep-indexes", action="store_true",
+                    help="first step too with the indexes in place (default: defer_indexes on the empty database)")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pg_scale.json")
+    a = ap.parse_args()
+    steps = [int(x) for x in str(a.entities).split(",")]
+    conninfo = f"{a.server}/{a.dbname}"
+    result: dict[str, Any] = {"steps": {}, "history_entities": a.history_entities, "per_day": a.per_day}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(f"{a.server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{a.dbname}" WITH (FORCE)')
+    try:
+        prev = 0
+        for n in steps:
+            print(f"\n=== {n:,} entities: loading {prev:,} -> {n:,} into {a.dbname} (bulk COPY path)", flush=True)
+            step: dict[str, Any] = asyncio.run(load(conninfo, prev, n, a.history_entities, a.per_day,
+                                                    prev == 0 and not a.keep_indexes))
+            step["vacuum_analyze_s"] = analyze(conninfo)
+            print(f"VACUUM ANALYZE: {step['vacuum_analyze_s']:.0f} s", flush=True)
+            step.update(measure_step(a, conninfo, n))
+            result["steps"][n] = step
+            a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")     # each step as it completes
+            prev = n
         if a.partition_experiment:
             print("\ntemporal layout: one table (B-tree + BRIN) vs partitioned by time:", flush=True)
             result["partitioning"] = partition_experiment(conninfo)
+            a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
         if not a.keep:
             with psycopg.connect(f"{a.server}/postgres", autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{a.dbname}" WITH (FORCE)')
             print(f"dropped {a.dbname}", flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return 0
 
 

@@ -49,8 +49,9 @@ def offer(f: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[Any]:
-    async for a in secure_app(tmp_path, sharing_flush_interval=0.2):
+async def app(tmp_path: Path, db_target: str) -> AsyncIterator[Any]:
+    """A secure broker, over SQLite and over PostgreSQL (``db_target``)."""
+    async for a in secure_app(tmp_path, db=db_target, sharing_flush_interval=0.2):
         yield a
 
 

@@ -279,3 +279,33 @@ async def test_changing_kpis_needs_an_editor_and_computing_runs_as_the_platform(
     with use_principal(editor):
         r = await kpi.post("/compute", json={"period": "2025", "kpis": ["EC: I: T: 1C"]}, headers=H)
         assert r.status_code == 200 and r.json()["computed"][0]["value"] == pytest.approx(33.396, abs=0.002)
+
+
+async def test_stored_values_are_valid_sdm_key_performance_indicators(client: httpx.AsyncClient,
+                                                                      kpi: httpx.AsyncClient) -> None:
+    import json
+
+    from jsonschema import Draft202012Validator, FormatChecker
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    from tests.conftest import SHARED
+    sdm_dir = SHARED / "data" / "smart-data-models"
+    refs = json.loads((sdm_dir / "refs.json").read_text())
+    registry: Registry = Registry().with_resources(
+        (url, Resource.from_contents(json.loads((sdm_dir / path).read_text()), default_specification=DRAFT202012))
+        for url, path in refs.items())
+    schema = json.loads((sdm_dir / "KeyPerformanceIndicator" / "KeyPerformanceIndicator" / "schema.json").read_text())
+    validator = Draft202012Validator(schema, registry=registry, format_checker=FormatChecker())
+    await load_city(client)
+    await kpi.post("/compute", json={"period": "2025"}, headers=H)
+    await kpi.post("/values", json={"kpi": "EC: P: EM: 1C", "period": "2025", "value": 7.5, "dataQuality": "reported",
+                                    "evidence": "survey"}, headers=H)
+    r = await client.get("/entities", headers={**H, "Link": LINK},
+                         params={"type": "KeyPerformanceIndicator", "options": "keyValues", "limit": "100"})
+    ents = r.json()
+    assert len(ents) == len(FORMULAS) + 2          # AQ has two components in the fixture, plus the manual one
+    for e in ents:
+        errors = [f"{'/'.join(map(str, err.path))}: {err.message}" for err in validator.iter_errors(e)]
+        assert errors == [], (e["id"], errors)
+        assert e["category"] == ["quantitative"] and e["calculationMethod"] in ("automatic", "manual")

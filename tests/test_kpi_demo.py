@@ -86,3 +86,20 @@ async def test_comparison_page_side_by_side_with_quality(web: httpx.AsyncClient)
     assert r.status_code == 400 and r.json()["status"] == 400
     r = await web.get("/kpi/solutions")
     assert r.status_code == 200
+
+
+async def test_compute_now_button(tmp_path: Path) -> None:
+    from tests.test_kpi_formulas import load_city
+    app = create_app(settings(tmp_path / "btn.db"))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            c.base_url = httpx.URL("http://testserver/ngsi-ld/v1")
+            await load_city(c)
+            c.base_url = httpx.URL("http://testserver")
+            r = await c.get("/kpi")
+            assert 'action="/kpi/compute"' in r.text and "data-kpi=" not in r.text
+            r = await c.post("/kpi/compute")
+            assert r.status_code == 303 and r.headers["location"] == "/kpi"
+            r = await c.get("/kpi")
+            assert 'data-kpi="EC: I: T: 1C"' in r.text

@@ -252,3 +252,10 @@ async def test_bucket_mean_equals_the_temporal_service_aggregate(app: Any, clien
             fast, slow = await cd.mean(eid, iri), await cd.mean_via_service(eid, iri)
             assert (fast.count, fast.months) == (slow.count, slow.months), (period, eid)
             assert fast.value == pytest.approx(slow.value) if slow.value is not None else fast.value is None
+
+
+async def test_state_based_values_for_a_closed_period_say_so(app: Any, client: httpx.AsyncClient) -> None:
+    got = await computed(app, client)
+    for v in got["report"].computed:
+        stale = any("as they are now" in n for n in v.notes)
+        assert stale == (not FORMULAS[v.code].history), v.code

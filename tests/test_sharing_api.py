@@ -237,3 +237,11 @@ async def test_other_processes_follow_within_the_sync_interval(pg_db: str) -> No
         await one.post(f"/sharing/v1/offers/{offer['id']}/withdraw", headers=T)
         await until(lambda: not other.tenant("culture").offers[offer["id"]].active)
         await one.aclose()
+
+
+async def test_catalogue_metadata_is_checked(client: httpx.AsyncClient) -> None:
+    await setup_orgs(client)
+    for bad, word in (({"temporal": {"start": "yesterday"}}, "temporal.start"), ({"theme": ["education"]}, "theme"),
+                      ({"spatial": {"type": "Point"}}, "coordinates"), ({"keyword": [1]}, "keyword")):
+        r = await client.post(f"{S}/offers", json=offer_body(**bad), headers=T)
+        assert r.status_code == 400 and word in r.json()["detail"], r.text

@@ -1,11 +1,12 @@
-"""End-to-end properties (Hypothesis) of MIM3 with security on: over random tenants, roles, organisations,
-offers and agreements (some withdrawn), no retrieval, query, temporal read or notification returns an entity or
-attribute the caller may not see; without an agreement, another organisation's data — and another tenant's —
-returns nothing.
+"""End-to-end properties (Hypothesis) of MIM3 with security on: over random tenants, roles, MIM6 attribute
+rules, organisations, offers and agreements (some withdrawn), no retrieval, query, temporal read or notification
+returns an entity or attribute the caller may not see; without an agreement, another organisation's data — and
+another tenant's — returns nothing.
 
-The oracle below is independent of the platform's evaluator: it handles exactly the policy shapes the
-generator writes (target = entity types and optional attributes; action use or read; an optional
-``purpose isA`` constraint; optional prohibited attributes) with plain set arithmetic.
+The oracle below is independent of the platform's code (MIM6's rules come from SEC's generators in
+``tests/security_strategies.py``): it handles exactly the policy shapes the generator writes (target = entity
+types and optional attributes; action use or read; an optional ``purpose isA`` constraint; optional prohibited
+attributes) with plain set arithmetic.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.security_helpers import client, secure_settings, token
+from tests.security_strategies import READ_ROLES, RuleSpec, rules_for
 from tests.test_notifications import Receiver
 from urbanmim.app import create_app
 from urbanmim.ngsild.contexts import CORE as CORE_TERMS
@@ -83,6 +85,7 @@ class World:
     roles: dict[str, list[str]]           # tenant -> roles of the caller
     purpose: str | None
     org_tenant: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, list[RuleSpec]] = field(default_factory=dict)   # MIM6 attribute rules per tenant
 
 
 @st.composite
@@ -113,20 +116,53 @@ def worlds(draw: Any) -> World:
                                                                     min_size=1, max_size=1), max_size=2))
     consumers = [o for o in ORGS if o not in {x.provider for x in offers}] or list(ORGS)
     caller = draw(st.sampled_from(consumers)) if draw(mostly) else draw(st.sampled_from(ORGS))
+    rules = {t: draw(rules_for(t)) if draw(st.booleans()) else [] for t in TENANTS}
     return World(ents, offers, caller, roles, draw(st.none() | st.sampled_from(PURPOSES)),
-                 {o: draw(st.sampled_from(TENANTS)) for o in ORGS})
+                 {o: draw(st.sampled_from(TENANTS)) for o in ORGS}, rules)
 
 
 def _is_a(purpose: str | None, broader: str) -> bool:
     return purpose is not None and (purpose == broader or broader in BROADER.get(purpose, set()))
 
 
+def by_roles(w: World, e: Ent) -> tuple[str, set[str]]:
+    """MIM6's answer: (abstain | deny | permit, attributes its roles let through) — as SEC's oracle in
+    tests/security_strategies.py, but telling "no read role" (abstain) from "denied by a rule" (deny)."""
+    roles = set(w.roles.get(e.tenant, [])) & set(READ_ROLES)
+    if not roles:
+        return "abstain", set()
+    seen: set[str] | None = None
+    for role in roles:
+        matching = [r for r in w.rules.get(e.tenant, []) if r.role == role and r.entity_type in (e.type, "*")]
+        if any(r.effect == "deny" for r in matching):
+            continue
+        vis = set(dict(e.attrs))
+        for r in matching:
+            vis -= r.hide
+            if r.only is not None:
+                vis &= r.only
+        seen = vis if seen is None else seen | vis
+    return ("deny", set()) if seen is None else ("permit", seen)
+
+
 def oracle(w: World, e: Ent, action: str = "read") -> set[str] | None:
-    """The attribute names the caller may see of ``e`` (None: not the entity)."""
-    roles = set(w.roles.get(e.tenant, []))
-    by_role = set(dict(e.attrs)) if roles else None
-    if e.owner is None or e.owner == w.caller_org or "admin" in roles:
-        return by_role
+    """The attribute names the caller may see of ``e`` (None: not the entity): MIM6 roles and rules combined
+    with MIM3 agreements (visible iff one permits and none denies; attributes: the intersection)."""
+    effect, by_role = by_roles(w, e)
+    if effect == "deny":
+        return None
+    shared = by_agreements(w, e, action) if e.owner is not None and e.owner != w.caller_org \
+        and "admin" not in w.roles.get(e.tenant, []) else "abstain"
+    if shared is None:
+        return None
+    if shared == "abstain":
+        return by_role if effect == "permit" else None
+    assert isinstance(shared, set)
+    return shared & by_role if effect == "permit" else shared
+
+
+def by_agreements(w: World, e: Ent, action: str) -> set[str] | None:
+    """MIM3's answer for another organisation's entity: the attributes its agreements allow (None: deny)."""
     permitted: set[str] = set()
     prohibited: set[str] = set()
     for o in w.offers:
@@ -185,6 +221,12 @@ async def _build(app: Any, w: World, prefix: str) -> dict[str, str]:
         if o.withdrawn:
             async with client(app, provider, tenant=names[o.tenant], base="/sharing/v1") as c:
                 assert (await c.post(f"/offers/{oid}/withdraw")).status_code == 200
+    for t in TENANTS:             # MIM6 rules last (they may keep the writers above from writing attributes)
+        admin = token(app, {names[t]: ["admin"]}, subject=f"admin-{prefix}")
+        async with client(app, admin, tenant=names[t], base="/security/v1") as c:
+            for rule in w.rules[t]:
+                r = await c.put(f"/rules/{rule.name}", json=rule.body())
+                assert r.status_code == 201, r.text
     return names
 
 
@@ -235,7 +277,7 @@ def test_no_read_path_shows_more_than_agreements_allow(tmp_path: Path) -> None:
         cm = app.router.lifespan_context(app)
         runner.run(cm.__aenter__())
         try:
-            @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+            @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
             @given(world=worlds())
             def check(world: World) -> None:
                 runner.run(_check_reads(app, world, f"s{next(_counter)}"))

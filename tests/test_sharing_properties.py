@@ -224,7 +224,8 @@ def worlds(draw: Any) -> tuple[SharingRegistry, list[tuple[str, str, Policy, boo
     for i in range(draw(st.integers(0, 4))):
         provider, consumer = draw(st.sampled_from([(a, b) for a in ORGS for b in ORGS if a != b]))
         p = draw(policies())
-        offer_active, agreement_active = draw(st.booleans()), draw(st.booleans())
+        offer_active, agreement_active = (draw(st.sampled_from((True, True, False))),
+                                          draw(st.sampled_from((True, True, False))))
         oid, aid = f"urn:ngsi-ld:SharingOffer:{i}", f"urn:ngsi-ld:SharingAgreement:{i}"
         import dataclasses
         offer_pol = dataclasses.replace(p, uid=oid, type="Offer", assigner=provider, assignee=None)
@@ -240,10 +241,13 @@ def worlds(draw: Any) -> tuple[SharingRegistry, list[tuple[str, str, Policy, boo
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(worlds(), st.lists(entities(), min_size=1, max_size=4), st.sampled_from(ORGS + [None]), st.sampled_from(ORGS),
-       st.booleans(), st.one_of(st.none(), st.sampled_from(PURPOSES)))
+       st.booleans(), st.one_of(st.none(), st.sampled_from(PURPOSES)), st.data())
 def test_decider_permits_only_through_agreements_in_force(world: Any, ents: list[dict[str, Any]], org: str | None,
-                                                          owner: str, reader_role: bool, purpose: str | None) -> None:
-    reg, _ = world
+                                                          owner: str, reader_role: bool, purpose: str | None,
+                                                          data: st.DataObject) -> None:
+    reg, made = world
+    if made and data.draw(st.sampled_from((True, True, False)), label="parties of an agreement"):
+        owner, org = data.draw(st.sampled_from([(m[0], m[1]) for m in made]), label="owner, caller")
     decider = SharingDecider(reg, owner_of=lambda e: owner)      # one decider: its decision cache is exercised
     for entity in ents + ents:
         _check_decider(decider, world, entity, org, owner, reader_role, purpose)

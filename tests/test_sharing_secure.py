@@ -18,8 +18,9 @@ LAB_TENANT = "research"
 
 
 @pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[Any]:
-    async for a in secure_app(tmp_path, sharing_flush_interval=0.1):
+async def app(tmp_path: Path, db_target: str) -> AsyncIterator[Any]:
+    """A secure broker, over SQLite and over PostgreSQL (``db_target``)."""
+    async for a in secure_app(tmp_path, db=db_target, sharing_flush_interval=0.1):
         yield a
 
 
@@ -220,5 +221,9 @@ async def test_purpose_and_explain(app: Any) -> None:
         out = r.json()
         assert out["visible"] is False
         assert "purpose isA dpv:ResearchAndDevelopment is false (dpv:Marketing)" in out["sharing"]["reason"]
-    # explanations do not count as reads
+    # explanations do not count as reads (ours, and MIM6's access.explain)
+    from urbanmim.security.principal import Principal
+    ent = await app.state.store.get(CITY, "urn:ngsi-ld:WeatherObserved:0")
+    uni = Principal("u", {}, organisation="uni", purpose="dpv:AcademicResearch")
+    assert any(d.effect == "permit" for d in app.state.access.explain(uni, CITY, ent))
     assert registry.reads(registry.tenant(CITY).agreements[agreement]) == reads

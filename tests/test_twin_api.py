@@ -190,3 +190,69 @@ def test_server_stops_promptly_with_an_open_event_stream(server: Any) -> None:
         took = time.monotonic() - t0
     assert server.proc.returncode in (0, -15)     # uvicorn re-raises the signal after its clean shutdown
     assert took < 5, took
+
+
+@SQLITE
+async def test_event_streams_are_filtered_for_the_principal_that_opened_them(app: Any, tw: httpx.AsyncClient) -> None:
+    """With the access decision on, each tab gets a change as its own principal may see it."""
+    from urbanmim.security.access import Decision
+    from urbanmim.security.principal import Principal
+
+    no2 = SDM + "dataModel.Environment/no2"
+
+    class NoNo2ForBob:
+        name = "test"
+
+        def read(self, p: Principal, tenant: str, entity: dict[str, Any]) -> Decision:
+            if p.subject == "carol":
+                return Decision("deny", reason="carol sees nothing")
+            hidden = frozenset({no2}) if p.subject == "bob" else frozenset()
+            return Decision("permit", hidden=hidden)
+
+        def write(self, p: Principal, tenant: str, before: Any, after: Any) -> Decision:
+            return Decision("permit")
+
+    await _seed(tw)
+    hub = app.state.twin_live
+    access = app.state.entities.access
+    alice, bob, carol = (hub.subscribe("town", Principal(n, {"town": frozenset({"reader"})})) for n in
+                         ("alice", "bob", "carol"))
+    access.enabled, saved = True, list(access.deciders)
+    access.deciders[:] = [NoNo2ForBob()]
+    try:
+        r = await tw.patch("/ngsi-ld/v1/entities/urn:ngsi-ld:AirQualityObserved:1/attrs", headers=LD,
+                           json={"no2": {"type": "Property", "value": 64.0}, "@context": CTX})
+        assert r.status_code == 204, r.text
+        for _ in range(100):
+            if alice.pending and bob.pending and carol.pending:
+                break
+            await asyncio.sleep(0.01)
+        (a,), _ = alice.take()
+        (b,), _ = bob.take()
+        (c,), _ = carol.take()
+        assert a["feature"]["properties"]["no2"] == 64.0
+        assert "no2" not in b["feature"]["properties"] and b["op"] == "upsert"     # the hidden attribute is gone
+        assert c == {"op": "delete", "id": "urn:ngsi-ld:AirQualityObserved:1", "layer": "air"}
+    finally:
+        access.enabled = False
+        access.deciders[:] = saved
+        for client in (alice, bob, carol):
+            hub.unsubscribe(client)
+
+
+@SQLITE
+async def test_layer_cache_is_not_shared_with_filtered_callers(app: Any, tw: httpx.AsyncClient) -> None:
+    from urbanmim.security.principal import Principal, use_principal
+    from urbanmim.twin.layers import BY_ID
+
+    await _seed(tw)
+    cache, access = app.state.twin_cache, app.state.entities.access
+    access.enabled = True
+    try:
+        with use_principal(Principal("dave", {"town": frozenset({"reader"})})):
+            await cache.get(app, "town", BY_ID["air"])
+        assert ("town", "air") not in cache.entries          # dave's view is his own
+        await cache.get(app, "town", BY_ID["air"])           # the platform itself (SYSTEM) may share
+        assert ("town", "air") in cache.entries
+    finally:
+        access.enabled = False

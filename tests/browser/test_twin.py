@@ -18,6 +18,7 @@ from tests.browser.conftest import ARTIFACTS, LiveServer, shot
 
 CITIES = {"portamar": 1500, "lindmark": 700, "valdoria": 300}   # buildings per demo city (docs/demo-cities.md)
 PAINT_GOAL_MS = float(os.environ.get("URBANMIM_TWIN_PAINT_MS", "2000"))
+VIEWPORT_FOR_PAINT = {"width": 1366, "height": 900}
 
 
 def open_twin(page: Any, server: LiveServer, tenant: str, lang: str | None = None) -> None:
@@ -66,30 +67,45 @@ def test_city_switch_without_reload(page: Any, twin_server: LiveServer) -> None:
     assert "tenant=lindmark" in (page.locator(".lang-switch a[hreflang=fr]").get_attribute("href") or "")
 
 
+def _ready_marks(pg: Any, url: str) -> dict[str, float]:
+    pg.goto(url)
+    pg.wait_for_function("document.documentElement.dataset.twinReady === 'true'", timeout=30_000)
+    return dict(pg.evaluate("Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))"))
+
+
 def test_first_meaningful_paint_of_the_capital(browser: Any, twin_server: LiveServer) -> None:
-    """Time from navigation to the first frame that shows portamar's buildings (``twin:ready``), cold context."""
-    samples = []
+    """Navigation start → the first frame showing portamar's buildings (``twin:ready``), 5,237 entities.
+
+    Cold: a new browser context per load (no HTTP or compiled-code cache: a first visit). Warm: reloads
+    in one context (a returning visitor). The assertion is on the cold median."""
+    url = f"{twin_server.base}/twin/?tenant=portamar"
+    httpx.get(url, timeout=30)       # the server's layer cache is filled by the first visitor, not timed here
+    for layer in ("districts", "buildings"):
+        httpx.get(f"{twin_server.base}/twin/api/layers/{layer}?tenant=portamar", timeout=30)
+    cold = []
     for _ in range(3):
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        pg = context.new_page()
-        pg.goto(f"{twin_server.base}/twin/?tenant=portamar")
-        pg.wait_for_function("document.documentElement.dataset.twinReady === 'true'", timeout=30_000)
-        marks = pg.evaluate("Object.fromEntries(performance.getEntriesByType('mark').map(m => [m.name, m.startTime]))")
-        samples.append(marks)
+        context = browser.new_context(viewport=VIEWPORT_FOR_PAINT)
+        cold.append(_ready_marks(context.new_page(), url))
         context.close()
-    ready = [m["twin:ready"] for m in samples]
+    context = browser.new_context(viewport=VIEWPORT_FOR_PAINT)
+    pg = context.new_page()
+    warm = [_ready_marks(pg, url) for _ in range(4)][1:]
+    context.close()
+    cold_ms = [m["twin:ready"] for m in cold]
+    warm_ms = [m["twin:ready"] for m in warm]
     load = os.getloadavg()[0]
     cores = os.cpu_count() or 1
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (ARTIFACTS / "first-paint.json").write_text(json.dumps({
-        "entities": 5237, "samples_ms": samples, "median_ready_ms": statistics.median(ready),
-        "load_average_1min": load, "cores": cores}, indent=1))
-    print(f"twin:ready portamar: {[round(r) for r in ready]} ms, median {statistics.median(ready):.0f} ms "
-          f"(load average {load:.1f} on {cores} cores)")
+        "entities": 5237, "cold_marks_ms": cold, "warm_marks_ms": warm, "cold_median_ms": statistics.median(cold_ms),
+        "warm_median_ms": statistics.median(warm_ms), "load_average_1min": load, "cores": cores}, indent=1))
+    print(f"twin:ready portamar: cold {[round(r) for r in cold_ms]} ms (median {statistics.median(cold_ms):.0f}), "
+          f"warm {[round(r) for r in warm_ms]} ms (median {statistics.median(warm_ms):.0f}); "
+          f"load average {load:.1f} on {cores} cores")
     # The goal holds on a machine that is not oversubscribed; when other work already keeps every core
     # busy (load average above the core count) the figure measures the neighbours, so the bound doubles.
     goal = PAINT_GOAL_MS if load <= cores else 2 * PAINT_GOAL_MS
-    assert statistics.median(ready) < goal, (ready, load)
+    assert statistics.median(cold_ms) < goal, (cold_ms, load)
 
 
 def test_layers_toggle_with_keyboard(page: Any, twin_server: LiveServer) -> None:

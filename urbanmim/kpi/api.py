@@ -40,7 +40,7 @@ async def _tenant(request: Request) -> str:
     return await http.require_tenant(request, request.app.state.store)
 
 
-def _may_write(tenant: str) -> None:
+def may_write(tenant: str) -> None:
     """Computing, entering, verifying and importing KPIs is for the city's editors and admins (with
     security off every request is the platform itself). The computation then reads as the platform."""
     p = current_principal()
@@ -83,7 +83,7 @@ async def get_definition(request: Request) -> Response:
 
 async def define_local(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    _may_write(tenant)
+    may_write(tenant)
     d = catalogue.definition_from_json(await _body(request), source=tenant or "(default)")
     await local.define(request.app, tenant, d)
     return _json(d.to_json(), 201)
@@ -91,7 +91,7 @@ async def define_local(request: Request) -> Response:
 
 async def delete_local(request: Request) -> Response:
     tenant = await _tenant(request)
-    _may_write(tenant)
+    may_write(tenant)
     await local.remove(request.app, tenant, request.path_params["code"])
     return Response(status_code=204)
 
@@ -113,7 +113,7 @@ async def quality_scale(request: Request) -> Response:
 # ---- computation and values ------------------------------------------------------------------------------
 async def compute(request: Request) -> Response:
     tenant = await _tenant(request)
-    _may_write(tenant)
+    may_write(tenant)
     raw = await request.body()
     body: Any = {}
     if raw.strip():
@@ -152,7 +152,7 @@ async def get_value(request: Request) -> Response:
 
 async def enter_value(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    _may_write(tenant)
+    may_write(tenant)
     body = await _body(request)
     if not isinstance(body, dict) or not isinstance(body.get("kpi"), str):
         raise BadRequestData("a manual value names its KPI: {\"kpi\": code, \"period\": ..., \"value\": ..., "
@@ -164,7 +164,7 @@ async def enter_value(request: Request) -> Response:
 
 async def verify_value(request: Request) -> Response:
     tenant = await _tenant(request)
-    _may_write(tenant)
+    may_write(tenant)
     v = await values.get(request.app, tenant, request.path_params["vid"])
     if v is None:
         raise ResourceNotFound(f"no KPI value {request.path_params['vid']}")
@@ -247,7 +247,7 @@ async def import_(request: Request) -> Response:
         raise UnsupportedMediaType("import takes application/json or text/csv")
     force = request.headers.get(http.TENANT_HEADER)
     for t in {http.tenant_of(request)} if force else {v.tenant for v in vals}:
-        _may_write(t)
+        may_write(t)
     counts = await exchange.import_values(request.app, vals, tenant=http.tenant_of(request) if force else None)
     return _json({"imported": counts})
 
@@ -266,7 +266,7 @@ async def list_solutions(request: Request) -> Response:
 
 async def record_solution(request: Request) -> Response:
     tenant = http.tenant_of(request)
-    _may_write(tenant)
+    may_write(tenant)
     s = solutions.from_body(tenant, await _body(request))
     for code in s.kpis:
         await local.find(request.app, tenant, code)     # 404 for an unknown KPI

@@ -21,6 +21,8 @@ from typing import Any
 
 from urbanmim.errors import BadRequestData
 from urbanmim.kpi import quality
+from urbanmim.kpi import values as kv
+from urbanmim.kpi.catalogue import builtin, find_builtin, slug
 from urbanmim.kpi.values import KpiValue
 
 NORMALISATIONS = ("none", "per-capita", "per-100k", "per-km2")
@@ -160,9 +162,6 @@ async def comparison(app: Any, *, tenants: list[str] | None = None, period: str 
                      dimension: str | None = None) -> list[Indicator]:
     """Every indicator any of the cities has a value for (in ``period``, else each city's latest),
     side by side, ranked, in catalogue order."""
-    from urbanmim.kpi import values as kv
-    from urbanmim.kpi.catalogue import builtin, find_builtin, slug
-
     if normalise not in NORMALISATIONS:
         raise BadRequestData(f"normalise must be one of {', '.join(NORMALISATIONS)}")
     wanted = {slug(c) for c in codes} if codes else None

@@ -20,7 +20,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from urbanmim.errors import BadRequestData
@@ -111,7 +110,11 @@ async def _compute(app: Any, tenant: str, *, period: str | None, codes: list[str
             report.errors.append((f.code, f"{type(e).__name__}: {e}"))
             outcomes = []
         city = await cd.denominators() if outcomes else {}
+        stale = not f.history and per.end_ms <= cd.now_ms
         for o in outcomes:
+            if stale:
+                o.notes.append("computed from the entities as they are now (this formula reads no history), "
+                               f"not as they were in {per.label}")
             v = KpiValue(tenant=tenant, code=f.code, period=per.label, value=o.value, unit=o.unit, quality=o.quality,
                          component=o.component, method="automatic", formula_id=f.id, formula_version=f.version,
                          formula=f.formula, inputs=o.inputs, notes=o.notes, details=o.details,
@@ -137,8 +140,8 @@ async def _compute(app: Any, tenant: str, *, period: str | None, codes: list[str
 
 
 def _next(per: Period) -> str:
-    """When the final value of a period is due: the day after it closes."""
-    return datetime(per.end.year, per.end.month, per.end.day).strftime("%Y-%m-%dT00:00:00Z")
+    """When the final value of a period is due (SDM ``dateNextCalculation``, a date): the day it closes."""
+    return per.end.isoformat()
 
 
 async def enter_manual(app: Any, tenant: str, d: KpiDefinition, body: dict[str, Any], *, user: str = "") -> KpiValue:

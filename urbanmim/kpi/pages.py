@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from urbanmim.errors import BadRequestData
-from urbanmim.kpi import charts, compare, quality, solutions, values
+from urbanmim.kpi import charts, compare, engine, quality, solutions, values
+from urbanmim.kpi.api import may_write
 from urbanmim.kpi.catalogue import DIMENSIONS, builtin, find_builtin, slug
 from urbanmim.kpi.formulas import FORMULAS
+from urbanmim.kpi.periods import parse_period
 from urbanmim.web.shell import web_of
 
 HERE = Path(__file__).resolve().parent
@@ -114,7 +116,7 @@ async def indicator_page(request: Request) -> Response:
         vs = [v for v in await values.load(request.app, tnt, code=d.code) if v.component == component]
         if vs:
             by_city[tnt] = {v.period: v for v in vs}
-    periods = sorted({per for m in by_city.values() for per in m}, key=lambda x: values.parse_period(x).start)
+    periods = sorted({per for m in by_city.values() for per in m}, key=lambda x: parse_period(x).start)
     unit = next((v.unit for m in by_city.values() for v in m.values()), d.unit)
     label = d.name + (f" — {component.upper()}" if component else "")
     trend = charts.line_chart(web.catalogues.t(lang, "kpi.chart.line.title", indicator=label),
@@ -153,6 +155,18 @@ async def solution_page(request: Request) -> Response:
                       section="kpi")
 
 
+async def compute_now(request: Request) -> Response:
+    """The page's "compute now" button: every city's current period, then back to the comparison.
+    Same permission as ``POST /kpi/v1/compute`` for each city (with security on, a browser form
+    carries no bearer token, so it is refused like any unauthenticated write)."""
+    tenants = await request.app.state.store.tenants()
+    for tnt in tenants:
+        may_write(tnt)
+    for tnt in tenants:
+        await engine.compute(request.app, tnt)
+    return RedirectResponse("/kpi", status_code=303)
+
+
 def install(app: Any) -> None:
     web = web_of(app)
     web.add_templates(HERE / "templates")
@@ -163,3 +177,4 @@ def install(app: Any) -> None:
     for path, fn in (("/kpi/solutions/{sid:str}", solution_page), ("/kpi/solutions", solutions_page),
                      ("/kpi/indicator", indicator_page), ("/kpi", comparison_page)):
         routes.insert(0, Route(path, fn, methods=["GET"]))
+    routes.insert(0, Route("/kpi/compute", compute_now, methods=["POST"]))

@@ -110,8 +110,7 @@ def dataset(offer: Offer, orgs: dict[str, Organisation], base: str,
         "tenant": offer.tenant,
         "odrl:hasPolicy": policy_jsonld(offer.policy),
     }
-    if meta.get("description"):
-        ds["dct:description"] = meta["description"]
+    ds["dct:description"] = meta.get("description") or meta.get("title", offer.id)   # mandatory in DCAT-AP
     if meta.get("theme"):
         ds["dcat:theme"] = meta["theme"]
     if meta.get("keyword"):
@@ -140,7 +139,8 @@ def dataset(offer: Offer, orgs: dict[str, Organisation], base: str,
         dists.append({"@type": "dcat:Distribution", "dct:title": f"OGC API Features collection {name}",
                       "dcat:accessURL": f"{base}/ogc/{ogc_city(offer.tenant)}/collections/{quote(name, safe='')}",
                       "dcat:mediaType": {"@id": IANA + "application/geo+json"},
-                      "dct:description": f"OGC API Features (MIM7); {tenant_note}"})
+                      "dct:description": "OGC API Features (MIM7); the city (tenant) is in the path; bearer "
+                                         "token as for the NGSI-LD distribution"})
     if dists:
         ds["dcat:distribution"] = dists
     return ds
@@ -159,6 +159,8 @@ def catalogue(offers: Iterable[Offer], orgs: dict[str, Organisation], base: str,
         "dct:description": "Datasets organisations offer each other on this platform (MIM3). Each dataset's "
                            "odrl:hasPolicy states the terms; accept an offer with POST "
                            "/sharing/v1/offers/{id}/accept to get an agreement.",
+        "dct:publisher": {"@type": "foaf:Agent", "foaf:name": "urbanmim data platform"
+                          + ("" if tenant is None else f" ({tenant or 'default tenant'})")},
         "tenant": tenant if tenant is not None else "*",
         "dcat:dataset": [dataset(o, orgs, base, compact) for o in sorted(offers, key=lambda o: o.id) if o.active],
     }

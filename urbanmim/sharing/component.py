@@ -7,7 +7,9 @@ How it plugs in (``install``, before the store opens):
   transaction: a withdrawal holds for the next request);
 * a write validator on ``EntityService.validators`` so a malformed reserved entity is a 400;
 * :class:`SharingDecider` appended to ``app.state.access.deciders`` (MIM6's AccessControl):
-  every query, retrieval, temporal read and notification goes through it;
+  every query, retrieval, temporal read and notification goes through it; notifications are
+  decided as ODRL ``distribute`` (MIM6's notification guard is wrapped in :func:`acting`), and
+  MIM6's explanations do not count as reads (``access.explain`` wrapped in :func:`not_counted`);
 * the ``/sharing/v1`` API beside ``/ngsi-ld/v1``; the ODRL evaluator in the MIM5 register.
 
 ``start`` loads every tenant's sharing entities and runs one background task that stores the
@@ -28,7 +30,7 @@ from starlette.routing import Mount
 from urbanmim.algorithms.register import Algorithm, Risk, register_of
 from urbanmim.components import Component
 from urbanmim.ngsild.entity import Entity
-from urbanmim.sharing.decider import SharingDecider, acting
+from urbanmim.sharing.decider import SharingDecider, acting, not_counted
 from urbanmim.sharing.registry import AGREEMENT_TYPE, OFFER_TYPE, ORG_TYPE, RESERVED_TYPES, SharingRegistry
 from urbanmim.sharing.service import SharingService
 from urbanmim.store.base import EntityQuery
@@ -88,6 +90,12 @@ def _attach(app: Any) -> None:
     decider: SharingDecider = app.state.sharing_decider
     if access is not None and decider not in access.deciders:
         access.deciders.append(decider)
+        explain = access.explain               # an explanation (e.g. /security/v1/explain) is not a read
+
+        def explain_not_counted(p: Any, tenant: str, entity: Entity) -> Any:
+            with not_counted():
+                return explain(p, tenant, entity)
+        access.explain = explain_not_counted
     guard = getattr(app.state, "notification_guard", None)
     if guard is not None and not getattr(guard, "distributing", False):
         def distributing(sub: Any, payloads: Any, store: Any) -> Any:

@@ -180,7 +180,7 @@ def parse_asset(v: Any, path: str, expand: Callable[[str], str]) -> Asset:
     return Asset(frozenset(types), pattern, attrs, uid if isinstance(uid, str) else None)
 
 
-def _datetime(v: Any, path: str) -> datetime:
+def parse_datetime(v: Any, path: str) -> datetime:
     if isinstance(v, str):
         try:
             if len(v) == 10:
@@ -263,7 +263,7 @@ def parse_constraint(v: Any, path: str, depth: int = 0) -> AnyConstraint:
             right = (_purpose(raw, rpath),)
         raw = list(right) if op in ("isAnyOf", "isNoneOf") else right[0]
     elif left == "dateTime":
-        right = _datetime(_unwrap(raw), rpath)
+        right = parse_datetime(_unwrap(raw), rpath)
         raw = _unwrap(raw)
     elif left == "count":
         n = _unwrap(raw)

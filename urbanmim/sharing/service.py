@@ -29,7 +29,7 @@ from urbanmim.security.principal import SYSTEM, Principal, use_principal
 from urbanmim.service.entities import EntityService, outcome_error
 from urbanmim.sharing.decider import SharingDecider, not_counted
 from urbanmim.sharing.odrl import Policy, visible_attributes
-from urbanmim.sharing.odrl_parse import ORG_ID, parse_policy
+from urbanmim.sharing.odrl_parse import ORG_ID, parse_datetime, parse_policy
 from urbanmim.sharing.registry import (
     A_LAST_READ,
     A_READ_COUNT,
@@ -110,8 +110,10 @@ def check_meta(body: dict[str, Any]) -> dict[str, Any]:
         meta["spatial"] = body["spatial"]
     if body.get("temporal") is not None:
         t = body["temporal"]
-        if not isinstance(t, dict) or not set(t) <= {"start", "end"} or not all(isinstance(x, str) for x in t.values()):
-            raise BadRequestData('temporal must be {"start": "<dateTime>", "end": "<dateTime>"}')
+        if not isinstance(t, dict) or not t or not set(t) <= {"start", "end"}:
+            raise BadRequestData('temporal must be {"start": "<dateTime>", "end": "<dateTime>"} (one may be omitted)')
+        for k, v in t.items():
+            parse_datetime(v, f"temporal.{k}")
         meta["temporal"] = t
     return meta
 

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -78,6 +78,9 @@ from urbanmim.store.postgres_temporal import PostgresTemporal
 log = logging.getLogger(__name__)
 
 _RETRIES = 5
+# a geo-query whose box holds more candidate boxes than this walks its type in rid order instead
+# of sorting the candidates (see PostgresStore._plan)
+_WIDE_AREA = 5000
 _INDEX_CTES = """
 dt AS (DELETE FROM etypes WHERE rid=%(rid)s AND type <> ALL(%(types)s::text[])),
 it AS (INSERT INTO etypes(tid, type, rid) SELECT %(tid)s, t, %(rid)s FROM unnest(%(types)s::text[]) AS t
@@ -140,6 +143,11 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
         self.after_commit: list[Callable[[], None]] = []
         # called as fn(kind, tenant, key) when ANOTHER process changed a "subscription" or "context"
         self.remote_listeners: list[Callable[[str, str, str], Any]] = []
+        # awaited before a write is matched when the subscriptions changed since the last call
+        # (the subscription cache reloads; see _check_subscriptions)
+        self.on_subscriptions_stale: Callable[[], Awaitable[None]] | None = None
+        self._sub_seen = -1
+        self._sub_lock = asyncio.Lock()
 
     # ---- lifecycle --------------------------------------------------------------------------
     async def open(self) -> None:
@@ -198,9 +206,28 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
         return [r[0] for r in await self._fetch("SELECT name FROM tenants ORDER BY name")]
 
     # ---- writes -------------------------------------------------------------------------------
+    async def _check_subscriptions(self) -> None:
+        """Several processes: reload the subscription cache if any process changed a subscription
+        since it was filled, before this write is matched. The LISTEN announcement does the same
+        a few milliseconds later; this closes the window in which a write acknowledged by B
+        right after A acknowledged a subscription would not be matched. One indexed one-row
+        read per write call, on its own connection (a reload must never wait for a pool
+        connection while holding one)."""
+        if self.on_subscriptions_stale is None:
+            return
+        rows = await self._fetch("SELECT v FROM subversion")
+        version = int(rows[0][0]) if rows else 0
+        if version == self._sub_seen:
+            return
+        async with self._sub_lock:
+            if version > self._sub_seen:
+                await self.on_subscriptions_stale()
+                self._sub_seen = max(self._sub_seen, version)   # read before the reload: a later change is seen
+
     async def mutate(self, tenant: str, mutations: list[Mutation]) -> list[Outcome]:
         if not mutations:
             return []
+        await self._check_subscriptions()
         for attempt in range(_RETRIES):
             try:
                 async with self.pool.connection() as conn:
@@ -337,7 +364,7 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
             out[ent["id"]] = ent
         return out
 
-    def _plan(self, q: EntityQuery, tid: int) -> tuple[str, list[Any], str] | None:
+    def _plan(self, q: EntityQuery, tid: int, *, wide_area: bool = False) -> tuple[str, list[Any], str] | None:
         """FROM/WHERE and order column of a query, driven by the most selective index.
 
         One type without ids or geo: the driver is ``etypes``' primary key (tid, type, rid),
@@ -345,7 +372,10 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
         the same few hundred rows at 20k or 10M entities). With a geo-query the GiST index
         drives: its candidates (a few thousand for a city-scale area) are joined to
         ``entities`` one by one and the types checked per row on the etypes key — walking a
-        type of 10M in rid order hoping to meet the area would read millions of rows. Otherwise the
+        type of 10M in rid order hoping to meet the area would read millions of rows — unless
+        the area holds many entities (``wide_area``, probed by :meth:`query`): then the type
+        is walked in rid order and each row's box checked (a page is found after a few
+        hundred rows, instead of sorting a hundred thousand candidates first). Otherwise the
         tenant's entities (or the given ids) with semi-joins PostgreSQL plans as it sees fit.
         None: nothing can match (e.g. only values with NUL characters, which PostgreSQL text
         cannot even hold)."""
@@ -361,6 +391,9 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
             if "\x00" in q.geo.geoproperty:
                 return None
             box = q.geo.search_bbox()
+        geo_check = None
+        if box is not None and wide_area and ids is None and len(wanted) == 1:
+            box, geo_check = None, box
         if box is not None:
             # the GiST candidates, de-duplicated and in rid order, drive a nested loop into
             # entities (LATERAL): PostgreSQL cannot turn it into a walk of the whole table in
@@ -397,12 +430,29 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
         if attrs is not None:
             where.append("EXISTS(SELECT 1 FROM eattrs a WHERE a.rid=e.rid AND a.tid=%s AND a.attr = ANY(%s))")
             args.extend([tid, attrs])
+        if geo_check is not None:
+            where.append("EXISTS(SELECT 1 FROM egeo g WHERE g.rid=e.rid AND g.attr=%s "
+                         "AND g.g && ST_MakeEnvelope(%s, %s, %s, %s, 4326))")
+            args.extend([q.geo.geoproperty, *(float(v) for v in geo_check)])    # type: ignore[union-attr]
         return f"{source} WHERE {' AND '.join(where)}", args, order
+
+    async def _wide_area(self, q: EntityQuery, tid: int) -> bool:
+        """Does the geo-query's search box hold more than WIDE_AREA boxes? (GiST count, capped.)"""
+        if q.geo is None or q.ids is not None or q.types is None or len({t for g in q.types for t in g}) != 1:
+            return False
+        box = q.geo.search_bbox()
+        if box is None or "\x00" in q.geo.geoproperty:
+            return False
+        rows = await self._fetch("SELECT count(*) FROM (SELECT 1 FROM egeo g WHERE g.tid=%s AND g.attr=%s AND "
+                                 "g.g && ST_MakeEnvelope(%s, %s, %s, %s, 4326) LIMIT %s) c",
+                                 (tid, q.geo.geoproperty, *(float(v) for v in box), _WIDE_AREA + 1))
+        return int(rows[0][0]) > _WIDE_AREA
 
     async def query(self, query: EntityQuery) -> QueryResult:
         empty = QueryResult([], 0 if query.count else None)
         tid = await self._tid(query.tenant)
-        plan = self._plan(query, tid) if tid is not None else None
+        wide = tid is not None and await self._wide_area(query, tid)
+        plan = self._plan(query, tid, wide_area=wide) if tid is not None else None
         if plan is None:
             return empty
         body, args, order = plan
@@ -489,8 +539,10 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
                 await conn.execute("INSERT INTO subscriptions(tid, id, doc) VALUES (%s, %s, %s) "
                                    "ON CONFLICT (tid, id) DO UPDATE SET doc=excluded.doc",
                                    (tid, sub_id, orjson.dumps(doc)))
+                version = await self._bump_subscriptions(conn)
                 await self._announce(conn, "subscription", tenant, sub_id)
         self._tenants[tenant] = tid
+        self._own_subscription_change(version)
 
     async def get_subscription(self, tenant: str, sub_id: str) -> dict[str, Any] | None:
         tid = await self._tid(tenant)
@@ -515,9 +567,24 @@ class PostgresStore(PostgresTemporal, PostgresOutbox, PostgresAudit, PostgresBul
         async with self.pool.connection() as conn, conn.transaction():
             cur = await conn.execute("DELETE FROM subscriptions WHERE tid=%s AND id=%s RETURNING id", (tid, sub_id))
             gone = await cur.fetchone() is not None
+            version = 0
             if gone:
+                version = await self._bump_subscriptions(conn)
                 await self._announce(conn, "subscription", tenant, sub_id)
+        if gone:
+            self._own_subscription_change(version)
         return gone
+
+    async def _bump_subscriptions(self, conn: psycopg.AsyncConnection[Any]) -> int:
+        cur = await conn.execute("UPDATE subversion SET v = v + 1 RETURNING v")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    def _own_subscription_change(self, version: int) -> None:
+        """This process made the change (and its caller updates the cache): no reload for it,
+        unless another process's change came in between."""
+        if self._sub_seen == version - 1:
+            self._sub_seen = version
 
 
 def _storable(values: Iterable[str]) -> list[str]:

@@ -61,6 +61,23 @@ class Subscriptions:
     def status(self, tenant: str, sub_id: str) -> dict[str, Any]:
         return self.notifier.status(tenant, sub_id) if self.notifier is not None else {}
 
+    async def reload(self) -> None:
+        """Several processes (PostgreSQL): another process changed subscriptions and a write is
+        about to be matched before its announcement arrived — re-read them all (unchanged
+        documents are not recompiled)."""
+        stored = await self.app.state.store.all_subscriptions()
+        keep = set()
+        for tenant, doc in stored:
+            keep.add((tenant, doc["id"]))
+            cached = self.matcher.get(tenant, doc["id"])
+            if cached is None or cached.doc != doc:
+                await self.put(tenant, doc)
+        for sub in self.matcher.all():
+            if (sub.tenant, sub.id) not in keep:
+                self.matcher.remove(sub.tenant, sub.id)
+                if self.notifier is not None:
+                    self.notifier.forget(sub.tenant, sub.id)
+
     async def load(self, tenant: str, sub_id: str) -> Compiled | None:
         """The notifier's cache miss (several processes: the row was matched by another one)."""
         doc = await self.app.state.store.get_subscription(tenant, sub_id)
@@ -86,6 +103,8 @@ async def _start(app: Any) -> None:
     remote = getattr(app.state.store, "remote_listeners", None)
     if remote is not None:      # several processes on one database: follow the others' changes
         remote.append(lambda kind, tenant, key: _on_remote(subs, kind, tenant, key))
+    if hasattr(app.state.store, "on_subscriptions_stale"):    # ...and never match a write with a stale cache
+        app.state.store.on_subscriptions_stale = subs.reload
 
 
 async def _on_remote(subs: Subscriptions, kind: str, tenant: str, key: str) -> None:

@@ -79,11 +79,10 @@ async def page(request: Request) -> Response:
     asked = request.query_params.get("tenant")
     current = asked if asked in tenants else (tenants[0] if tenants else "")
     bounds = None
-    if current:       # the city's extent, so the map opens on it (districts, else buildings)
-        for layer_id in ("districts", "buildings"):
-            bounds = data.bbox(await request.app.state.twin_cache.get(request.app, current, BY_ID[layer_id]))
-            if bounds:
-                break
+    if current:       # the map opens on where most buildings stand (else the districts' extent)
+        cache = request.app.state.twin_cache
+        bounds = (data.core_bbox(await cache.get(request.app, current, BY_ID["buildings"]))
+                  or data.bbox(await cache.get(request.app, current, BY_ID["districts"])))
     return web_of(request.app).render(request, "twin/index.html", {
         "tenants": tenants, "tenant": current, "layers": LAYERS,
         "config": {"tenant": current, "tenants": tenants, "layers": data.layers_json(), "api": "/twin/api",

@@ -20,7 +20,7 @@ from urbanmim.twin.live import LiveHub
 from urbanmim.web import web_of
 
 HERE = Path(__file__).resolve().parent
-STATIC = "/twin/static"
+STATIC = "/web/twin"     # under /web/: public like the shell's assets (pages and scripts hold no data)
 
 
 def _install(app: Any) -> None:

@@ -248,5 +248,25 @@ def bbox(geojson: bytes) -> list[float] | None:
     return [min(xs), min(ys), max(xs), max(ys)] if xs else None
 
 
+def core_bbox(geojson: bytes, share: float = 0.8) -> list[float] | None:
+    """The extent of the central ``share`` of the features (by their first vertex, per axis): where
+    most buildings stand, so the 3D city fills the first view instead of specks in a wide suburb."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for f in orjson.loads(geojson)["features"]:
+        c: Any = (f.get("geometry") or {}).get("coordinates")
+        while c and not isinstance(c[0], int | float):
+            c = c[0]
+        if c:
+            xs.append(float(c[0]))
+            ys.append(float(c[1]))
+    if len(xs) < 10:
+        return None
+    xs.sort()
+    ys.sort()
+    lo, hi = int(len(xs) * (1 - share) / 2), int(len(xs) * (1 + share) / 2) - 1
+    return [xs[lo], ys[lo], xs[hi], ys[hi]]
+
+
 def layers_json() -> list[dict[str, Any]]:
     return [layer.to_json() for layer in LAYERS]

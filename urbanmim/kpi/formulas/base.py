@@ -49,6 +49,7 @@ class Formula:
     inputs: tuple[str, ...]
     compute: Compute
     risks: tuple[Risk, ...] = ()
+    history: bool = False               # reads the period's history (else the entities' current state)
 
     @property
     def id(self) -> str:
@@ -80,13 +81,15 @@ class Formula:
 FORMULAS: dict[str, Formula] = {}
 
 
-def formula(code: str, version: str, text: str, inputs: tuple[str, ...],
-            risks: tuple[Risk, ...] = ()) -> Callable[[Compute], Compute]:
-    """Register the decorated coroutine as the formula of ``code`` (one formula per KPI code)."""
+def formula(code: str, version: str, text: str, inputs: tuple[str, ...], risks: tuple[Risk, ...] = (), *,
+            history: bool = False) -> Callable[[Compute], Compute]:
+    """Register the decorated coroutine as the formula of ``code`` (one formula per KPI code).
+    ``history``: the formula reads the period's temporal history; otherwise it reads the entities as
+    they are now, and a value for a closed period says so in its notes."""
     def deco(fn: Compute) -> Compute:
         if code in FORMULAS:
             raise ValueError(f"KPI {code} has two formulas")
-        FORMULAS[code] = Formula(code, version, text, inputs, fn, risks)
+        FORMULAS[code] = Formula(code, version, text, inputs, fn, risks, history)
         return fn
     return deco
 

@@ -43,7 +43,7 @@ def _attr_iri(ent: dict, short: str) -> str | None:
 
 @formula("EN: EN: AQ: 1C", "1",
          "per pollutant: mean over stations of (each station's mean of its observed values over the period)",
-         ("AirQualityObserved: no2, pm10, pm25, o3, so2 (temporal history)",))
+         ("AirQualityObserved: no2, pm10, pm25, o3, so2 (temporal history)",), history=True)
 async def air_pollution(cd: CityData) -> list[Outcome]:
     stations = await cd.entities("AirQualityObserved")
     if not stations:
@@ -87,7 +87,7 @@ async def air_pollution(cd: CityData) -> list[Outcome]:
          ("NoiseLevelObserved: LAeq (temporal history), location", "District: population, location"),
          (Risk("LAeq averaged arithmetically over hours stands in for Lden, which weights evening and night; a "
                "district gets one level.", "Data quality is 'estimate'; a strategic noise map replaces it as a "
-               "manual value with evidence."),))
+               "manual value with evidence."),), history=True)
 async def noise_exposure(cd: CityData) -> list[Outcome]:
     pop, pop_in = await population(cd)
     sensors = await cd.entities("NoiseLevelObserved")

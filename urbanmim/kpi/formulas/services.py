@@ -15,7 +15,7 @@ from urbanmim.kpi.formulas.common import categories, population, r, records_inpu
 
 @formula("UM: EC: SL: 1P", "1",
          "Streetlights with any observed (observedAt) attribute written during the period / all Streetlights x 100",
-         ("Streetlight: any attribute with observedAt (temporal history)",))
+         ("Streetlight: any attribute with observedAt (temporal history)",), history=True)
 async def smart_street_lighting(cd: CityData) -> list[Outcome]:
     lights = await cd.entities("Streetlight")
     if not lights:
@@ -29,7 +29,7 @@ async def smart_street_lighting(cd: CityData) -> list[Outcome]:
 
 @formula("UM: EC: WA: 1P", "1",
          "WasteContainers with fillingLevel observed (observedAt) during the period / all WasteContainers x 100",
-         ("WasteContainer: fillingLevel with observedAt (temporal history)",))
+         ("WasteContainer: fillingLevel with observedAt (temporal history)",), history=True)
 async def waste_sensors(cd: CityData) -> list[Outcome]:
     containers = await cd.entities("WasteContainer")
     if not containers:

@@ -66,7 +66,7 @@ async def convenience(cd: CityData) -> list[Outcome]:
 
 @formula("EC: ICT: T: 1C", "1",
          "GtfsStops with an observed (observedAt) attribute written during the period / all GtfsStops x 100",
-         ("GtfsStop: any attribute with observedAt (temporal history)",))
+         ("GtfsStop: any attribute with observedAt (temporal history)",), history=True)
 async def dynamic_information(cd: CityData) -> list[Outcome]:
     stops = await cd.records("GtfsStop")
     if not stops:

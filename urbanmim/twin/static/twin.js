@@ -11,6 +11,7 @@ const cfg = JSON.parse($("#twin-config").textContent);
 const LIST_MAX = 300;
 const STEP_MIN = 15;            // time slider: one step = 15 minutes
 const NO_DATA = "#9aa5b1";
+const FIRST = ["districts", "buildings"];    // the layers of the first meaningful paint
 
 class Twin {
   constructor() {
@@ -49,7 +50,9 @@ class Twin {
       });
       this.map.addControl(new maplibregl.NavigationControl({ visualizePitch: true }), "top-right");
       this.map.addControl(new maplibregl.ScaleControl({ unit: "metric" }), "bottom-left");
-      this.map.on("load", () => { performance.mark("twin:map-load"); this.addMapLayers(); this.loadCity(prefetched); });
+      // only what the first frame shows gets a source now: every source costs the map's worker a round
+      // trip, and it is cold at start; the others are added right after that first frame
+      this.map.on("load", () => { performance.mark("twin:map-load"); this.addMapLayers(FIRST); this.loadCity(prefetched); });
       this.map.on("error", (e) => console.warn("map:", e && e.error ? e.error.message : e));
     } catch (e) {
       console.warn("no map:", e);
@@ -79,10 +82,12 @@ class Twin {
   }
 
   // ---- map layers (created once; sources refilled per city) -------------------------------------
-  addMapLayers() {
+  addMapLayers(ids) {
     const m = this.map;
+    if (!m) return;
     const add = (layerId, spec) => { m.addLayer(spec); this.mapLayers.get(layerId).push(spec.id); };
     for (const l of this.layers.values()) {
+      if (!ids.includes(l.id) || this.mapLayers.has(l.id)) continue;
       m.addSource(`src-${l.id}`, { type: "geojson", data: { type: "FeatureCollection", features: [] }, promoteId: "id" });
       this.mapLayers.set(l.id, []);
       const vis = this.visible.get(l.id) ? "visible" : "none";
@@ -109,6 +114,7 @@ class Twin {
         m.on("mouseleave", id, () => { m.getCanvas().style.cursor = ""; });
       }
     }
+    if (m.getSource("analysis") || !this.mapLayers.has("buildings")) return;
     m.addSource("analysis", { type: "geojson", data: { type: "FeatureCollection", features: [] } });
     m.addLayer({ id: "analysis-fill", type: "fill", source: "analysis", filter: ["!=", ["geometry-type"], "Point"], paint: { "fill-color": "#cccccc", "fill-opacity": 0.65 } }, "buildings-3d");
     m.addLayer({ id: "analysis-circle", type: "circle", source: "analysis", filter: ["==", ["geometry-type"], "Point"], paint: { "circle-color": "#cccccc", "circle-radius": 9, "circle-stroke-color": "#1b1f24", "circle-stroke-width": 1 } });
@@ -148,12 +154,14 @@ class Twin {
     // districts and buildings first (what a planner looks at first); the other layers are downloaded
     // meanwhile but handed to the map after that first frame, so they do not delay it
     const first = Promise.all(["districts", "buildings"].map(fill));
-    const rest = [...this.layers.keys()].filter((id) => id !== "districts" && id !== "buildings")
-      .map((id) => firstFrame.then(() => fill(id)));
+    const others = [...this.layers.keys()].filter((id) => !FIRST.includes(id));
+    firstFrame.then(() => this.addMapLayers(others));
+    const rest = others.map((id) => firstFrame.then(() => fill(id)));
     try {
       await first;
       if (seq !== this.loadSeq) return;
       performance.mark("twin:data");
+      this.whenDrawn("src-districts", () => {});      // only its mark: when the worker had the first layer ready
       this.whenDrawn("src-buildings", () => {
         drawn();
         if (seq !== this.loadSeq || this.ready) return;
@@ -358,7 +366,7 @@ class Twin {
     if (!f) return;
     const layer = this.layers.get(f.properties.layer || layerId);
     this.selected = { id, layer: layer.id };
-    if (this.map) {
+    if (this.map && this.map.getSource("selected")) {
       this.map.getSource("selected").setData({ type: "FeatureCollection", features: [f] });
       if (move) {
         const bb = bboxOf([f]);
@@ -440,7 +448,7 @@ class Twin {
 
   showAnalysisLayer(fc, colorExpr) {
     this.analysisShown = fc ? fc.features.length : 0;
-    if (!this.map) return;
+    if (!this.map || !this.map.getSource("analysis")) return;
     this.map.getSource("analysis").setData(fc || { type: "FeatureCollection", features: [] });
     if (fc && colorExpr) {
       this.map.setPaintProperty("analysis-fill", "fill-color", colorExpr);
