@@ -97,3 +97,37 @@ async def test_static_files_and_catalogue_json(web_client: httpx.AsyncClient) ->
     assert r.status_code == 200 and r.json()["nav.twin"] == "Jumeau"
     r = await web_client.get("/web/i18n/xx.json")
     assert r.status_code == 404 and r.json()["type"].endswith("ResourceNotFound")
+
+
+async def test_a_component_adds_a_page(tmp_path: Path) -> None:
+    """What docs/web.md tells another component to do: templates + catalogue + nav entry."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from urbanmim.web import web_of
+
+    (tmp_path / "templates" / "demo").mkdir(parents=True)
+    (tmp_path / "templates" / "demo" / "page.html").write_text(
+        '{% extends "base.html" %}{% block content %}<h1>{{ t("demo.title") }}</h1>'
+        '<p>{{ t("demo.rows", count=rows) }}</p>{% endblock %}')
+    (tmp_path / "locales").mkdir()
+    (tmp_path / "locales" / "en.json").write_text('{"demo.title": "Demo", "demo.rows.one": "{count} row", '
+                                                  '"demo.rows.other": "{count} rows", "nav.demo": "Demo"}')
+    (tmp_path / "locales" / "de.json").write_text('{"demo.title": "Vorführung"}')
+
+    async def page(request: Request) -> Response:
+        return web_of(request.app).render(request, "demo/page.html", {"rows": 2}, section="demo",
+                                          js_prefixes=("demo.",))
+
+    app = Starlette(routes=[Route("/demo", page)])
+    web = web_of(app)
+    web.add_templates(tmp_path / "templates")
+    web.add_catalogues(tmp_path / "locales")
+    web.add_nav("demo", "nav.demo", "/demo/", order=50)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
+        html = (await c.get("/demo?lang=de")).text
+    assert "<h1>Vorführung</h1>" in html and "<p>2 rows</p>" in html          # German, English fallback
+    assert '<a href="/demo/" aria-current="page">Demo</a>' in html
+    assert '"demo.title":"Vorführung"' in html                               # embedded for the page's JS

@@ -216,10 +216,13 @@ def test_click_on_the_map_selects_a_feature(page: Any, twin_server: LiveServer) 
                   "ev", "bikes"):
         page.locator(f"#layer-{layer}").uncheck()
     page.wait_for_timeout(300)
-    xy = page.evaluate("""(() => { const f = [...urbanmimTwin.features.get('air').values()][0];
-        const p = urbanmimTwin.map.project(f.geometry.coordinates);
-        const r = urbanmimTwin.map.getCanvas().getBoundingClientRect();
-        return [r.left + p.x, r.top + p.y, f.id]; })()""")
+    xy = page.evaluate("""(() => { const m = urbanmimTwin.map, r = m.getCanvas().getBoundingClientRect();
+        for (const f of urbanmimTwin.features.get('air').values()) {       // a sensor well inside the view
+            const p = m.project(f.geometry.coordinates);
+            if (p.x > 60 && p.y > 60 && p.x < r.width - 60 && p.y < r.height - 60) return [r.left + p.x, r.top + p.y, f.id];
+        }
+        return null; })()""")
+    assert xy, "no air sensor in view"
     page.mouse.click(xy[0], xy[1])
     page.wait_for_function(f"urbanmimTwin.selected && urbanmimTwin.selected.id === '{xy[2]}'", timeout=5_000)
     page.wait_for_selector("#panel-name", timeout=5_000)
