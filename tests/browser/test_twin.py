@@ -219,7 +219,8 @@ def test_click_on_the_map_selects_a_feature(page: Any, twin_server: LiveServer) 
     xy = page.evaluate("""(() => { const m = urbanmimTwin.map, r = m.getCanvas().getBoundingClientRect();
         for (const f of urbanmimTwin.features.get('air').values()) {       // a sensor well inside the view
             const p = m.project(f.geometry.coordinates);
-            if (p.x > 60 && p.y > 60 && p.x < r.width - 60 && p.y < r.height - 60) return [r.left + p.x, r.top + p.y, f.id];
+            const inside = p.x > 60 && p.y > 60 && p.x < r.width - 60 && p.y < r.height - 60;
+            if (inside) return [r.left + p.x, r.top + p.y, f.id];
         }
         return null; })()""")
     assert xy, "no air sensor in view"

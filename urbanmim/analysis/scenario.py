@@ -65,7 +65,7 @@ def check_edits(edits: Any) -> list[dict[str, Any]]:
         if not isinstance(e, dict):
             raise EditError(i, "must be a JSON object")
         kind = e.get("type")
-        if kind not in EDIT_TYPES:
+        if not isinstance(kind, str) or kind not in EDIT_TYPES:     # a list or object is no type name
             raise EditError(i, f"unknown type {kind!r} (known: {', '.join(EDIT_TYPES)})", "type")
         geoms, numbers = EDIT_TYPES[kind]
         allowed = {"type", "name", "description", "geometry", "target", *numbers}

@@ -150,8 +150,9 @@ async def enter_manual(app: Any, tenant: str, d: KpiDefinition, body: dict[str, 
         raise BadRequestData("a manual KPI value is a JSON object")
     per = parse_period(str(body.get("period") or ""))
     raw = body.get("value")
-    if isinstance(raw, bool) or not isinstance(raw, int | float):
+    if raw is None:
         raise BadRequestData("value must be a number")
+    value = values.number(raw, "value")
     q = quality.check(body.get("dataQuality", "reported"))
     evidence = body.get("evidence")
     if q != "not-traceable" and (not isinstance(evidence, str) or not evidence.strip()):
@@ -160,16 +161,14 @@ async def enter_manual(app: Any, tenant: str, d: KpiDefinition, body: dict[str, 
     component = body.get("component") or ""
     if not isinstance(component, str):
         raise BadRequestData("component must be a string")
-    target = body.get("target", d.target)
-    if target is not None and (isinstance(target, bool) or not isinstance(target, int | float)):
-        raise BadRequestData("target must be a number")
-    v = KpiValue(tenant=tenant, code=d.code, period=per.label, value=float(raw), unit=str(body.get("unit") or d.unit),
+    target = values.number(body.get("target", d.target), "target")
+    denominators = values.numbers(body.get("denominators"), "denominators")
+    v = KpiValue(tenant=tenant, code=d.code, period=per.label, value=value, unit=str(body.get("unit") or d.unit),
                  quality=q, component=component, method="manual", evidence=(evidence or "").strip(),
                  notes=[str(body["note"])] if body.get("note") else [], computed_at=now_iso(),
                  verified_by="", organization=str(body.get("organization") or tenant),
                  formula=str(body.get("formula") or d.method), target=target,
-                 denominators={k: float(x) for k, x in (body.get("denominators") or {}).items()
-                               if isinstance(x, int | float) and not isinstance(x, bool)})
+                 denominators=denominators)
     values.apply_definition(v, d)
     ach = compare.achievement(v.value, v.target, d.direction)
     await values.save(app, tenant, [(v, compare.standing(ach), ach)])

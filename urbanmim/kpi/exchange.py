@@ -83,6 +83,13 @@ def from_json(raw: bytes | str) -> list[KpiValue]:
 
 
 def from_csv(text: str) -> list[KpiValue]:
+    try:
+        return _from_csv(text)
+    except csv.Error as e:          # e.g. a field over the csv module's limit, a NUL byte
+        raise BadRequestData(f"not a readable CSV: {e}") from None
+
+
+def _from_csv(text: str) -> list[KpiValue]:
     reader = csv.DictReader(io.StringIO(text))
     missing = {"tenant", "code", "period", "value", "dataQuality"} - set(reader.fieldnames or ())
     if missing:

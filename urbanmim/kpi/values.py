@@ -10,8 +10,11 @@ Recomputing a period replaces its value; the temporal history keeps the earlier 
 
 from __future__ import annotations
 
+import logging
+import math
+import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from urbanmim.errors import BadRequestData
 from urbanmim.kpi import context, quality
@@ -23,6 +26,7 @@ from urbanmim.store.base import EntityQuery, Mutation
 
 ID_PREFIX = "urn:ngsi-ld:KeyPerformanceIndicator:"
 MAX_LISTED_IDS = 50      # provenance lists entity ids up to this many, else a count and the query
+log = logging.getLogger("urbanmim.kpi")
 
 
 @dataclass
@@ -43,9 +47,69 @@ class Input:
         return out
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Input:
-        return cls(d.get("entityType", ""), list(d.get("attrs") or []), int(d.get("count") or 0),
-                   d.get("query", ""), d.get("ids"))
+    def from_json(cls, d: Any) -> Input:
+        """An input as sent (import): each member checked, so a bad one is a 400, never a 500 later."""
+        if not isinstance(d, dict):
+            raise BadRequestData("an input is an object {entityType, attrs, count, query, ids}")
+        count = d.get("count") or 0
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise BadRequestData("input count must be a non-negative integer")
+        ids = d.get("ids")
+        return cls(_string(d.get("entityType", ""), "input entityType"), _strings(d.get("attrs"), "input attrs"),
+                   count, _string(d.get("query", ""), "input query"),
+                   None if ids is None else _strings(ids, "input ids"))
+
+    @classmethod
+    def lenient(cls, d: Any) -> Input | None:
+        """An input as stored (anyone may write the entity through NGSI-LD): junk is dropped, not raised."""
+        try:
+            return cls.from_json(d)
+        except BadRequestData:
+            return None
+
+
+MAX_MAGNITUDE = 1e15
+"""No U4SSC indicator comes near this; a bigger value is a typo, and squaring it for the temporal
+store's aggregates overflows a float."""
+_TENANT_RE = re.compile(r"[A-Za-z0-9_\-.:/]{1,200}")
+
+
+def number(x: Any, what: str) -> float | None:
+    """A KPI number (value, target, denominator): finite, at most MAX_MAGNITUDE; None stays None."""
+    if x is None:
+        return None
+    if isinstance(x, bool) or not isinstance(x, int | float):
+        raise BadRequestData(f"{what} must be a number")
+    try:
+        f = float(x)
+    except OverflowError:
+        f = math.inf
+    if not math.isfinite(f) or abs(f) > MAX_MAGNITUDE:
+        raise BadRequestData(f"{what} must be a finite number of magnitude at most {MAX_MAGNITUDE:g}")
+    return f
+
+
+def _string(x: Any, what: str) -> str:
+    if not isinstance(x, str):
+        raise BadRequestData(f"{what} must be a string")
+    return x
+
+
+def _strings(x: Any, what: str) -> list[str]:
+    if x is None:
+        return []
+    if not isinstance(x, list) or not all(isinstance(i, str) for i in x):
+        raise BadRequestData(f"{what} must be a list of strings")
+    return list(x)
+
+
+def numbers(x: Any, what: str) -> dict[str, float]:
+    """``denominators``: an object of names to numbers."""
+    if x is None:
+        return {}
+    if not isinstance(x, dict):
+        raise BadRequestData(f"{what} must be an object of names to numbers")
+    return {k: cast(float, number(v, f"{what}.{k}")) for k, v in x.items() if v is not None}
 
 
 def input_of(entity_type: str, attrs: list[str], ids: list[str], query: str) -> Input:
@@ -57,6 +121,9 @@ _CAMEL = {"quality": "dataQuality", "sub_dimension": "subDimension", "kpi_type":
           "verified_by": "verifiedBy", "formula_id": "formulaId", "formula_version": "formulaVersion",
           "computed_at": "computedAt", "next_calculation": "nextCalculation"}
 _SNAKE = {v: k for k, v in _CAMEL.items()}
+_STR_FIELDS = ("tenant", "code", "period", "unit", "quality", "component", "name", "dimension", "sub_dimension",
+               "kpi_type", "frequency", "method", "verified_by", "formula_id", "formula_version", "formula",
+               "evidence", "computed_at", "next_calculation", "organization")
 
 
 @dataclass
@@ -111,14 +178,35 @@ class KpiValue:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> KpiValue:
+        """A value as imported: every member checked against its type (a 400 now, not a 500 on a later read)."""
         known = {f for f in cls.__dataclass_fields__}
         kw = {_SNAKE.get(k, k): v for k, v in d.items()}
         kw = {k: v for k, v in kw.items() if k in known}
-        kw["inputs"] = [Input.from_json(i) for i in d.get("inputs") or []]
-        try:
-            out = cls(**kw)
-        except TypeError as e:
-            raise BadRequestData(f"not a KPI value: {e}") from None
+        for k in ("tenant", "code", "period", "unit", "quality"):
+            if k not in kw:
+                raise BadRequestData(f"not a KPI value: {_CAMEL.get(k, k)} is missing")
+        for k in _STR_FIELDS:
+            if k in kw:
+                kw[k] = _string(kw[k], _CAMEL.get(k, k))
+        if kw["tenant"] and not _TENANT_RE.fullmatch(kw["tenant"]):
+            raise BadRequestData(f"invalid tenant name {kw['tenant']!r}")
+        if not kw["code"].strip():
+            raise BadRequestData("code (the KPI code) must not be empty")
+        kw["value"] = number(kw.get("value"), "value")
+        kw["target"] = number(kw.get("target"), "target")
+        if not isinstance(kw.get("verified", False), bool):
+            raise BadRequestData("verified must be true or false")
+        kw["notes"] = _strings(kw.get("notes"), "notes")
+        kw["denominators"] = numbers(kw.get("denominators"), "denominators")
+        details = kw.get("details") or {}
+        if not isinstance(details, dict):
+            raise BadRequestData("details must be an object")
+        kw["details"] = details
+        inputs = d.get("inputs") or []
+        if not isinstance(inputs, list):
+            raise BadRequestData("inputs must be a list")
+        kw["inputs"] = [Input.from_json(i) for i in inputs]
+        out = cls(**kw)
         parse_period(out.period)
         quality.check(out.quality)
         return out
@@ -183,24 +271,48 @@ def _get(ent: dict[str, Any], term: str, default: Any = None) -> Any:
     return insts[0].get("value", default)
 
 
+def _num_or_none(x: Any) -> float | None:
+    try:
+        return number(x, "")
+    except BadRequestData:
+        return None
+
+
 def from_entity(tenant: str, ent: dict[str, Any]) -> KpiValue:
-    prov = _get(ent, "provenance", {}) or {}
-    value = _get(ent, "kpiValue")
+    """Lenient: a KeyPerformanceIndicator entity may have been written by hand through NGSI-LD, so a
+    member of the wrong type reads as its default instead of failing every later KPI read."""
+    def s(term: str, default: str = "") -> str:
+        x = _get(ent, term, default)
+        return x if isinstance(x, str) else default
+
+    prov = _get(ent, "provenance", {})
+    prov = prov if isinstance(prov, dict) else {}
+    inputs, notes = prov.get("inputs"), prov.get("notes")
+    dens, details = prov.get("denominators"), prov.get("details")
     return KpiValue(
-        tenant=tenant, code=_get(ent, "kpiCode", ""), period=_get(ent, "kpiPeriod", ""),
-        value=value if isinstance(value, int | float) and not isinstance(value, bool) else None,
-        unit=_get(ent, "kpiUnit", ""), quality=_get(ent, "dataQuality", "not-traceable"),
-        component=_get(ent, "kpiComponent", ""), name=_get(ent, "name", ""), dimension=_get(ent, "dimension", ""),
-        sub_dimension=_get(ent, "subDimension", ""), kpi_type=_get(ent, "kpiType", ""),
-        frequency=_get(ent, "calculationFrequency", "yearly"), method=_get(ent, "calculationMethod", "automatic"),
-        verified=bool(_get(ent, "verified", False)), verified_by=_get(ent, "verifiedBy", ""),
-        formula_id=_get(ent, "formulaId", ""), formula_version=_get(ent, "formulaVersion", ""),
-        formula=_get(ent, "calculationFormula", ""),
-        inputs=[Input.from_json(i) for i in prov.get("inputs") or []], notes=list(prov.get("notes") or []),
-        denominators=dict(prov.get("denominators") or {}), details=dict(prov.get("details") or {}),
-        evidence=_get(ent, "evidence", ""), target=_get(ent, "kpiTarget"),
-        computed_at=_get(ent, "updatedAt", ""), next_calculation=_get(ent, "dateNextCalculation", ""),
-        organization=_get(ent, "organization", ""))
+        tenant=tenant, code=s("kpiCode"), period=s("kpiPeriod"), value=_num_or_none(_get(ent, "kpiValue")),
+        unit=s("kpiUnit"), quality=s("dataQuality", "not-traceable"),
+        component=s("kpiComponent"), name=s("name"), dimension=s("dimension"),
+        sub_dimension=s("subDimension"), kpi_type=s("kpiType"),
+        frequency=s("calculationFrequency", "yearly"), method=s("calculationMethod", "automatic"),
+        verified=_get(ent, "verified", False) is True, verified_by=s("verifiedBy"),
+        formula_id=s("formulaId"), formula_version=s("formulaVersion"), formula=s("calculationFormula"),
+        inputs=[i for i in map(Input.lenient, inputs if isinstance(inputs, list) else []) if i is not None],
+        notes=[n for n in notes if isinstance(n, str)] if isinstance(notes, list) else [],
+        denominators={k: f for k, v in dens.items() if (f := _num_or_none(v)) is not None}
+        if isinstance(dens, dict) else {},
+        details=details if isinstance(details, dict) else {},
+        evidence=s("evidence"), target=_num_or_none(_get(ent, "kpiTarget")),
+        computed_at=s("updatedAt"), next_calculation=s("dateNextCalculation"), organization=s("organization"))
+
+
+def _readable(v: KpiValue) -> bool:
+    try:
+        v.p
+    except BadRequestData:
+        log.warning("KPI value entity %s has no valid kpiPeriod (%r); skipped", v.entity_id, v.period)
+        return False
+    return True
 
 
 # ---- through the service layer ---------------------------------------------------------------------------
@@ -230,7 +342,7 @@ async def load(app: Any, tenant: str, *, code: str | None = None, period: str | 
         q = qlang.parse_q(";".join(parts), context.term_map().expand)
     res = await app.state.entities.query(EntityQuery(tenant=tenant, types=[frozenset({context.KPI_TYPE})], q=q,
                                                      limit=1_000_000))
-    out = [from_entity(tenant, e) for e in res.entities]
+    out = [v for v in (from_entity(tenant, e) for e in res.entities) if _readable(v)]
     out.sort(key=lambda v: (v.code, v.component, v.p.start))
     return out
 

@@ -36,9 +36,12 @@ BATCH = 500
 MAX_BUFFER = 100_000          # beyond this, reads are dropped (and counted) rather than exhausting memory
 
 
-def now_iso() -> str:
-    t = time.time()
+def iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def now_iso() -> str:
+    return iso(time.time())
 
 
 def record(p: Principal, tenant: str, action: str, decision: str, entities: list[str], attrs: Iterable[str],
@@ -54,6 +57,9 @@ class AuditLog:
         self.flush_s = flush_s
         self.reads = reads
         self.buffer: list[AuditRecord] = []
+        # reads, as cheap tuples (time, principal, tenant, action, entities, attribute lists, reason):
+        # turned into records at flush time, off the request's path
+        self._reads: list[tuple[float, Principal, str, str, list[str], list[Any], str]] = []
         self.dropped = 0
         # (tenant, entity id) -> (the entity object about to be stored, record): set by the write guard
         # inside the mutation, taken by :meth:`listener` for the same change (identity-checked)
@@ -85,12 +91,26 @@ class AuditLog:
         """One entry for one read request: the entity ids returned and the attributes shown."""
         if not self.reads:
             return
-        attrs: set[str] = set()
-        for e in shown:
-            attrs.update(e.get("attrs") or ())
-        self.add(record(p, tenant, action, "permit", [e["id"] for e in shown], attrs, reason))
+        if len(self._reads) + len(self.buffer) >= MAX_BUFFER:
+            self.dropped += 1
+            return
+        self._reads.append((time.time(), p, tenant, action, [e["id"] for e in shown],
+                            [e.get("attrs") or () for e in shown], reason))
+        if len(self._reads) >= BATCH:
+            self._wake.set()
+
+    def _take_reads(self) -> None:
+        reads, self._reads = self._reads, []
+        for t, p, tenant, action, ids, attr_sets, reason in reads:
+            attrs: set[str] = set()
+            for a in attr_sets:
+                attrs.update(a)
+            self.buffer.append(record(p, tenant, action, "permit", ids, attrs, reason, iso(t)))
+        if reads:
+            self.buffer.sort(key=lambda r: r.ts)
 
     async def flush(self) -> None:
+        self._take_reads()
         while self.buffer:
             batch, self.buffer = self.buffer[:BATCH], self.buffer[BATCH:]
             try:
@@ -120,4 +140,4 @@ class AuditLog:
         await self.flush()
 
     def stats(self) -> dict[str, Any]:
-        return {"buffered": len(self.buffer), "dropped": self.dropped}
+        return {"buffered": len(self.buffer) + len(self._reads), "dropped": self.dropped}

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ROLES = ("admin", "editor", "reader", "device")
+_EMPTY: frozenset[str] = frozenset()
 PURPOSE_HEADER = "Urbanmim-Purpose"
 
 
@@ -48,15 +49,16 @@ class Principal:
         """True if the principal holds any of ``roles`` in ``tenant`` (``"*"`` = every tenant)."""
         if self.system:
             return True
-        got = self.roles.get(tenant)
-        if got and (not roles or not got.isdisjoint(roles)):
-            return True
-        star = self.roles.get("*")
-        return bool(star and (not roles or not star.isdisjoint(roles)))
+        got = self.roles_in(tenant)
+        return bool(got) and (not roles or not got.isdisjoint(roles))
 
     def roles_in(self, tenant: str) -> frozenset[str]:
         """Every role held in ``tenant`` (including roles granted for every tenant with ``"*"``)."""
-        return self.roles.get(tenant, frozenset()) | self.roles.get("*", frozenset())
+        got = self.roles.get(tenant)
+        star = self.roles.get("*")
+        if not star:
+            return got or _EMPTY
+        return star if not got else got | star
 
     @property
     def anonymous(self) -> bool:

@@ -39,7 +39,8 @@ class RoleDecider:
         self.public_tenants = public_tenants
 
     def _read_roles(self, p: Principal, tenant: str) -> list[str]:
-        roles = [r for r in READ_ROLES if p.has_role(tenant, r)]
+        held = p.roles_in(tenant)
+        roles = [r for r in READ_ROLES if r in held] if held else []
         if not roles and tenant in self.public_tenants:
             roles = ["reader"]
         return roles

@@ -208,6 +208,8 @@ def _area(v: Any, path: str) -> shapely.Geometry:
             g = validate_geometry(v)
         except BadRequestData as e:
             raise _bad(path, f"not a GeoJSON geometry: {e.detail}") from None
+        except TypeError:           # e.g. {"type": []}: validate_geometry assumes a hashable type
+            raise _bad(path, "not a GeoJSON geometry: its type must be a string") from None
     if g.geom_type not in ("Polygon", "MultiPolygon") or g.is_empty or not g.is_valid:
         raise _bad(path, "a spatial area must be a valid Polygon or MultiPolygon (GeoJSON or WKT)")
     shapely.prepare(g)

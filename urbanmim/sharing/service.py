@@ -106,7 +106,10 @@ def check_meta(body: dict[str, Any]) -> dict[str, Any]:
         meta[k] = v
     if body.get("spatial") is not None:
         from urbanmim.ngsild.geo import validate_geometry
-        validate_geometry(body["spatial"])
+        try:
+            validate_geometry(body["spatial"])
+        except TypeError:           # e.g. {"type": []}: validate_geometry assumes a hashable type
+            raise BadRequestData("spatial must be a GeoJSON geometry (its type a string)") from None
         meta["spatial"] = body["spatial"]
     if body.get("temporal") is not None:
         t = body["temporal"]

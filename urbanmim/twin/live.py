@@ -22,19 +22,18 @@ it is connected to (the LISTEN/NOTIFY bridge carries only @context changes today
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
 
 from urbanmim.ngsild.entity import Entity
+from urbanmim.security.enforce import snapshot
 from urbanmim.security.principal import Principal, current_principal
 from urbanmim.store.base import Change
 from urbanmim.twin.data import LayerCache, feature, properties
 from urbanmim.twin.layers import LAYERS, Layer
 
-log = logging.getLogger(__name__)
 HEARTBEAT = 15.0     # seconds between keep-alive comments (proxies close idle streams)
 
 
@@ -89,7 +88,10 @@ class LiveHub:
         layer = next((self._type_layer[t] for t in ent.get("type", ()) if t in self._type_layer), None)
         if layer is None:
             return []
-        self._call(self._publish, change.tenant, layer, change.entity_id, change.new, change.at)
+        # The entity is read later, on the event loop, while the writer may go on editing it (a batch
+        # sees its own writes): tabs get a snapshot; with no tab open only the cache entry is dropped.
+        new = snapshot(change.new) if change.new is not None and self.clients.get(change.tenant) else None
+        self._call(self._publish, change.tenant, layer, change.entity_id, new, change.new is None, change.at)
         return []
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
@@ -105,12 +107,13 @@ class LiveHub:
         else:
             loop.call_soon_threadsafe(fn, *args)
 
-    def _publish(self, tenant: str, layer: Layer, entity_id: str, new: Entity | None, at: str) -> None:
+    def _publish(self, tenant: str, layer: Layer, entity_id: str, new: Entity | None, deleted: bool,
+                 at: str) -> None:
         """On the event loop: drop the cached layer, then give each of the tenant's streams the change
         as its principal may see it (the same access decision as every other read path)."""
         self.cache.invalidate(tenant, layer.id)
         clients = self.clients.get(tenant)
-        if not clients:
+        if not clients or (new is None and not deleted):    # a tab opened since: it loads its layers itself
             return
         shared: dict[str, Any] | None = None
         access = getattr(self.entities, "access", None)
