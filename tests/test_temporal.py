@@ -185,3 +185,22 @@ def test_durations_and_periods() -> None:
     for v in (1.0, 2.0, 2.0):
         acc.add_value(v, v, distinct=True)
     assert acc.result("distinctCount") == 2 and acc.result("avg") == pytest.approx(5 / 3)
+
+
+async def test_numbers_too_large_to_aggregate_are_kept_but_not_aggregated(client) -> None:  # type: ignore[no-untyped-def]
+    """Hourly buckets keep a sum of squares: values beyond ±1e150 (or beyond float range) stay in the history
+    but are left out of numeric aggregation, on both backends, instead of failing the write."""
+    body = {"id": "urn:ngsi-ld:Huge:1", "type": "Huge",
+            "v": {"type": "Property", "value": 1e200, "observedAt": "2026-01-01T00:00:00Z"},
+            "w": {"type": "Property", "value": 5, "observedAt": "2026-01-01T00:00:00Z"}}
+    r = await client.post("/entities", json=body)
+    assert r.status_code == 201, r.text
+    r = await client.get("/temporal/entities/urn:ngsi-ld:Huge:1")
+    assert r.status_code == 200
+    v = r.json()["v"]
+    assert (v[0] if isinstance(v, list) else v)["value"] == 1e200
+    r = await client.get("/temporal/entities/urn:ngsi-ld:Huge:1", params={
+        "aggrMethods": "sum,max", "aggrPeriodDuration": "PT1H", "options": "aggregatedValues"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["w"]["sum"][0][0] == 5

@@ -18,8 +18,8 @@ from typing import Any
 from urbanmim.algorithms.register import register_of
 from urbanmim.analysis import persist, sources
 from urbanmim.analysis.model import Model, Result, describe, resolve
-from urbanmim.analysis.scenario import Scenario, apply
-from urbanmim.errors import ResourceNotFound
+from urbanmim.analysis.scenario import Scenario, apply, check_edits
+from urbanmim.errors import BadRequestData, Conflict, ResourceNotFound
 from urbanmim.service.entities import now_iso
 
 
@@ -129,4 +129,10 @@ async def _scenario(app: Any, tenant: str, scenario_id: Any) -> Scenario | None:
         return None
     if not isinstance(scenario_id, str):
         raise ResourceNotFound(f"no scenario {scenario_id!r}")
-    return await persist.Scenarios(app.state.entities).get(tenant, scenario_id)
+    s = await persist.Scenarios(app.state.entities).get(tenant, scenario_id)
+    try:      # the API checked the edits, but the entity is ordinary NGSI-LD data: it may have been rewritten since
+        s.edits = check_edits(s.edits)
+    except BadRequestData as e:
+        raise Conflict(f"scenario {scenario_id} as stored cannot be applied ({e.detail}); "
+                       f"replace it with PUT /analysis/v1/scenarios/{scenario_id}") from None
+    return s

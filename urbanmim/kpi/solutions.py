@@ -109,15 +109,23 @@ def from_body(tenant: str, body: Any) -> Solution:
     return s
 
 
+_CAMEL = {"implemented_from": "implementedFrom", "implemented_to": "implementedTo", "lessons_learnt": "lessonsLearnt"}
+
+
 def _from_entity(tenant: str, ent: dict[str, Any]) -> Solution | None:
+    """The stored solution, read through the same checks as an API body: a SmartSolution entity is ordinary
+    NGSI-LD data anyone may write, and one with a number for a name must not break every search (None)."""
     insts = ent["attrs"].get(ATTR) or []
     raw = insts[0].get("value") if insts else None
-    if not isinstance(raw, dict):
+    if not isinstance(raw, dict) or not set(raw) <= {f for f in Solution.__dataclass_fields__}:
         return None
     try:
-        return Solution(**{**raw, "tenant": tenant})
-    except TypeError:
+        s = from_body(tenant, {_CAMEL.get(k, k): v for k, v in raw.items()})
+    except BadRequestData:
         return None
+    recorded = raw.get("recorded_at")
+    s.recorded_at = recorded if isinstance(recorded, str) else ""
+    return s
 
 
 async def save(app: Any, s: Solution) -> None:

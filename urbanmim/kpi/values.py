@@ -308,7 +308,7 @@ def from_entity(tenant: str, ent: dict[str, Any]) -> KpiValue:
 
 def _readable(v: KpiValue) -> bool:
     try:
-        v.p
+        parse_period(v.period)
     except BadRequestData:
         log.warning("KPI value entity %s has no valid kpiPeriod (%r); skipped", v.entity_id, v.period)
         return False

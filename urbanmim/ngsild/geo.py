@@ -155,7 +155,7 @@ def _check_type(gtype: Any) -> str:
     if gtype == "GeometryCollection":
         raise _Invalid("GeometryCollection is not supported as a geometry (CIM 009 4.6.3); use a "
                        "Multi* geometry")
-    if gtype not in _DEPTH:
+    if not isinstance(gtype, str) or gtype not in _DEPTH:
         raise _Invalid(f"unsupported geometry type {_short(gtype)}; expected one of {', '.join(GEOMETRY_TYPES)}")
     return str(gtype)
 

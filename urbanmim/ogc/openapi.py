@@ -15,9 +15,12 @@ OPENAPI_MEDIA = "application/vnd.oai.openapi+json;version=3.0"
 
 
 def _param(name: str, description: str, schema: dict[str, Any], *, style: str | None = None,
-           explode: bool | None = None, where: str = "query", required: bool = False) -> dict[str, Any]:
+           explode: bool | None = None, where: str = "query", required: bool = False,
+           allow_empty: bool = False) -> dict[str, Any]:
     p: dict[str, Any] = {"name": name, "in": where, "description": description, "required": required or where == "path",
                          "schema": schema}
+    if allow_empty:          # ``?filter-lang=`` is read as absent (the server's default), as it always was
+        p["allowEmptyValue"] = True
     if style is not None:
         p["style"] = style
     if explode is not None:
@@ -70,14 +73,15 @@ def document(base: str, title: str, collections: dict[str, dict[str, dict[str, A
                          {"type": "integer", "minimum": 0, "default": 0}, style="form", explode=False),
         "properties": _param("properties", "Comma-separated property names to return (default: all).",
                              {"type": "array", "items": {"type": "string"}}, style="form", explode=False),
-        "filter": _param("filter", "A CQL2-text expression over the collection's queryables.",
-                         {"type": "string"}, style="form", explode=False),
+        "filter": _param("filter", "A CQL2-text expression over the collection's queryables (an empty one "
+                         "is a 400).", {"type": "string", "minLength": 1}, style="form", explode=False),
         "filter-lang": _param("filter-lang", "The filter language: cql2-text (cql-text is accepted as another "
-                              "name for it, as GDAL 3.6 sends it).",
+                              "name for it, as GDAL 3.6 sends it); only with a filter.",
                               {"type": "string", "enum": ["cql2-text", "cql-text"], "default": "cql2-text"},
-                              style="form", explode=False),
-        "filter-crs": _param("filter-crs", "The CRS of geometries in the filter; only CRS84.",
-                             {"type": "string", "format": "uri", "enum": [CRS84]}, style="form", explode=False),
+                              style="form", explode=False, allow_empty=True),
+        "filter-crs": _param("filter-crs", "The CRS of geometries in the filter; only CRS84; only with a filter.",
+                             {"type": "string", "format": "uri", "enum": [CRS84]}, style="form", explode=False,
+                             allow_empty=True),
     }
     items_params = [cid, *({"$ref": ref + n} for n in ("bbox", "bbox-crs", "datetime", "limit", "offset",
                                                         "properties", "filter", "filter-lang", "filter-crs")), f]

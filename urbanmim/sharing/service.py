@@ -293,9 +293,7 @@ class SharingService:
         if body.get("principal") is not None:
             if not (p.system or p.has_role(tenant, "admin")):
                 raise Forbidden("only a tenant admin explains the access of another principal")
-            if not isinstance(body["principal"], dict):
-                raise BadRequestData("principal must be an object (subject, roles, organisation, purpose)")
-            who = Principal.from_json(body["principal"])
+            who = _described_principal(body["principal"])
         if body.get("purpose") is not None:
             if not isinstance(body["purpose"], str):
                 raise BadRequestData("purpose must be a DPV purpose (string)")
@@ -335,6 +333,26 @@ class SharingService:
                 if k in d:
                     d[k] = sorted(compact(a) for a in d[k])
         return out
+
+
+def _described_principal(raw: Any) -> Principal:
+    """The principal an admin asks about, checked member by member (``Principal.from_json`` trusts its
+    input: a list of roles or a numeric organisation would fail deep in the deciders as a 500)."""
+    shape = "principal must be an object {subject, roles: {tenant: [role]}, organisation, purpose}"
+    if not isinstance(raw, dict):
+        raise BadRequestData(shape)
+    unknown = set(raw) - {"subject", "roles", "organisation", "purpose", "client"}
+    if unknown:
+        raise BadRequestData(f"principal: unknown member(s) {', '.join(sorted(map(str, unknown)))}; {shape}")
+    for k in ("subject", "organisation", "purpose", "client"):
+        if raw.get(k) is not None and not isinstance(raw[k], str):
+            raise BadRequestData(f"principal.{k} must be a string")
+    roles = raw.get("roles") or {}
+    if not isinstance(roles, dict) or not all(isinstance(r, list) and all(isinstance(x, str) for x in r)
+                                              for r in roles.values()):
+        raise BadRequestData("principal.roles must be an object of tenant names to lists of roles, e.g. "
+                             '{"culture": ["reader"]}')
+    return Principal.from_json(raw)
 
 
 def _compact_result(res: dict[str, Any], compact: Callable[[str], str]) -> dict[str, Any]:

@@ -31,12 +31,21 @@ ENTITY = ""          # attr of the entity-level record
 NULL = "urn:ngsi-ld:null"
 
 
+# Numbers beyond this magnitude are kept in the history but not aggregated: the hourly buckets
+# keep a sum of squares (for stddev/sumsq), which must stay finite in float64 on both backends.
+MAX_AGGREGATED = 1e150
+
+
 def numeric(inst: Instance) -> float | None:
-    """The value as a float when it is a number (booleans are not numbers here)."""
+    """The value as a float when it is an aggregatable number (booleans are not numbers here)."""
     v = inst.get("value")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or inst.get("type", "Property") != "Property":
         return None
-    return float(v)
+    try:
+        f = float(v)
+    except OverflowError:       # an integer beyond float range
+        return None
+    return f if -MAX_AGGREGATED <= f <= MAX_AGGREGATED else None
 
 
 def record_for(entity_id: str, etype: str, attr: str, inst: Instance, *, fallback: str) -> TemporalRecord:
