@@ -153,35 +153,40 @@ def analyze(conninfo: str) -> float:
 
 
 def explain(conninfo: str, url: str) -> dict[str, str]:
-    """The SQL the store runs for the measured queries (built by its own planner), explained.
-    The store reads exact-filtered queries through a cursor and stops after a page; LIMIT 400
-    stands for that here (~20 matches of a ~6% q)."""
+    """The SQL the store runs for the measured queries (built by its own planner, with its own
+    choice of driving index), explained. The store reads exact-filtered queries through a
+    cursor and stops after a page; LIMIT 400 stands for that here (~20 matches of a ~6% q)."""
     from urbanmim.store import postgres as pg
     from urbanmim.store.base import EntityQuery
-    store = pg.PostgresStore(url, migrate=False)
-    plans: dict[str, str] = {}
+
+    async def decide(queries: dict[str, EntityQuery]) -> dict[str, bool]:
+        store = pg.PostgresStore(url, migrate=False, pool_min=1, pool_max=1)
+        await store.open()
+        try:
+            return {name: await store._wide_area(q, 1) for name, q in queries.items()}
+        finally:
+            await store.close()
     cases = {"type+q (candidates in rid order; q decided in Python)": EntityQuery(tenant="",
                                                                                  types=[frozenset({TYPE})])}
     for m in (100, 500):
         cases[f"geo near {m} m"] = EntityQuery(tenant="", types=[frozenset({TYPE})],
                                                geo=_geo_query(f"near;maxDistance=={m}", "Point", "[-3.82,43.46]"))
+    sq = [[-3.83, 43.45], [-3.826, 43.45], [-3.826, 43.453], [-3.83, 43.453], [-3.83, 43.45]]
+    cases["geo within ~330 m square"] = EntityQuery(tenant="", types=[frozenset({TYPE})],
+                                                    geo=_geo_query("within", "Polygon", json.dumps([sq])))
+    wide = asyncio.run(decide(cases))
+    plans: dict[str, str] = {}
+    store = pg.PostgresStore(url, migrate=False)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for name, q in cases.items():
-            wide = False
-            if q.geo is not None:
-                box = q.geo.search_bbox()
-                n = conn.execute("SELECT count(*) FROM (SELECT 1 FROM egeo g WHERE g.attr=%s AND g.g && "
-                                 "ST_MakeEnvelope(%s, %s, %s, %s, 4326) LIMIT %s) c",
-                                 (LOCATION, *box, pg._WIDE_AREA + 1)).fetchone()[0]
-                wide = n > pg._WIDE_AREA
-                name += f" ({'> ' if wide else ''}{n} candidate boxes: {'type walk' if wide else 'GiST first'})"
-            plan = store._plan(q, 1, wide_area=wide)
+            label = name + (" (wide area: type walk)" if wide[name] else " (GiST first)" if q.geo else "")
+            plan = store._plan(q, 1, wide_area=wide[name])
             assert plan is not None
             body, args, order = plan
             sql = f"EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT e.doc FROM {body} ORDER BY {order} LIMIT 400"
             text = "\n".join(r[0] for r in conn.execute(sql, args).fetchall())
-            plans[name] = text
-            print(f"\nEXPLAIN {name}:\n{text}", flush=True)
+            plans[label] = text
+            print(f"\nEXPLAIN {label}:\n{text}", flush=True)
     return plans
 
 

@@ -164,9 +164,6 @@ junk = st.recursive(scalars, lambda inner: st.one_of(
 def known_elsewhere(method: str, path: str, body: Any) -> bool:
     """A request that hits a bug in a package this suite may not fix (each pinned by a strict xfail test at the
     end of this file); the properties skip exactly these so that they keep hunting for others."""
-    if method == "PUT" and path.startswith("/security/v1/roles/") and isinstance(body, dict):
-        roles = body.get("roles")          # security/api.py: set(roles) before checking the items are strings
-        return isinstance(roles, list) and any(isinstance(r, list | dict) for r in roles)
     return False
 
 
@@ -795,8 +792,6 @@ async def test_ogc_openapi_says_what_the_items_endpoint_accepts(client: httpx.As
 
 
 # ---- bugs found in packages this suite may not edit (reported; strict: these fail loudly once fixed) -----------
-@pytest.mark.xfail(strict=True, reason="security/api.py put_binding: set(roles) before checking the items are "
-                                       "strings -> TypeError, 500")
 async def test_role_binding_with_a_list_for_a_role_is_400(client: httpx.AsyncClient) -> None:
     r = await client.put(f"{BASE}/security/v1/roles/alice", json={"roles": [[]]}, headers=H)
     assert_problem(r, 400, "BadRequestData")

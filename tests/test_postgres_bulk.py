@@ -127,7 +127,7 @@ async def test_deferred_indexes_come_back_and_need_an_empty_database(app: Any) -
 
 async def test_geo_queries_answer_the_same_whichever_index_drives(app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A small area is driven by the GiST index, a wide one by the type's rid order with a box
-    check per row (``_WIDE_AREA``): both plans must give the same pages."""
+    check per row (``_wide_area``): both plans must give the same pages."""
     import urbanmim.store.postgres as pg
     rnd = random.Random(6)
     ents = [_entity(n, rnd) for n in range(80)]
@@ -135,8 +135,16 @@ async def test_geo_queries_answer_the_same_whichever_index_drives(app: Any, monk
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t/ngsi-ld/v1") as c:
         assert (await c.post("/entityOperations/create", json=ents)).status_code == 201
         answers: dict[int, list[Any]] = {}
+        decided: list[bool] = []
+        real = pg.PostgresStore._wide_area
+
+        async def spy(self: Any, q: Any, tid: int) -> bool:
+            decided.append(await real(self, q, tid))
+            return decided[-1]
+        monkeypatch.setattr(pg.PostgresStore, "_wide_area", spy)
         for threshold in (10_000, 0):
-            monkeypatch.setattr(pg, "_WIDE_AREA", threshold)
+            monkeypatch.setattr(pg, "_WIDE_AREA", threshold)       # 0: every geo-query of one type walks
+            monkeypatch.setattr(pg, "_WIDE_MIN", -1 if threshold == 0 else 1000)
             answers[threshold] = []
             for params in geo:
                 for page in ({"limit": 1000}, {"limit": 5, "offset": 3}):
@@ -145,3 +153,4 @@ async def test_geo_queries_answer_the_same_whichever_index_drives(app: Any, monk
                     answers[threshold].append(([e["id"] for e in r.json()], r.headers["NGSILD-Results-Count"]))
         assert answers[0] == answers[10_000]
         assert all(ids for ids, _ in answers[0])
+        assert True in decided and False in decided           # both plans ran

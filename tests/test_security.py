@@ -162,6 +162,15 @@ async def test_cross_tenant_access_returns_nothing(app: Any) -> None:
         assert_problem(await c.post("/entities", json=spot("urn:ngsi-ld:ParkingSpot:9")), 403, "Forbidden")
 
 
+async def test_discovery_needs_a_role_in_the_tenant(app: Any) -> None:
+    await _seed(app, 1)
+    async with client(app, token(app, tenant="lindmark", role="admin"), tenant=CITY) as c:
+        assert_problem(await c.get("/types"), 403, "Forbidden")
+        assert_problem(await c.get("/attributes"), 403, "Forbidden")
+    async with client(app, token(app, tenant=CITY, role="reader"), tenant=CITY) as c:
+        assert (await c.get("/types")).status_code == 200
+
+
 async def test_public_tenant_reads_anonymously(tmp_path: Path) -> None:
     async for app in secure_app(tmp_path, public_tenants=CITY):
         await _seed(app, 1)
@@ -172,6 +181,29 @@ async def test_public_tenant_reads_anonymously(tmp_path: Path) -> None:
             assert_problem(await c.post("/entities", json=spot("urn:ngsi-ld:ParkingSpot:9")), 401, "Unauthorized")
         async with client(app, tenant="lindmark") as c:
             assert_problem(await c.get("/entities", params={"type": "X"}), 401, "Unauthorized")
+
+
+async def test_public_city_in_the_url_reads_anonymously(tmp_path: Path) -> None:
+    """GDAL/QGIS (OGC paths) and the twin's EventSource cannot send NGSILD-Tenant: the city in the URL is
+    the tenant the middleware checks, and a public city's URL never opens another city."""
+    async for app in secure_app(tmp_path, public_tenants=CITY):
+        await _seed(app, 1)
+        await _hide_owner(app)
+        async with client(app, base="") as c:
+            r = await c.get(f"/ogc/{CITY}/collections/ParkingSpot/items", params={"f": "json"})
+            assert r.status_code == 200, r.text
+            props = r.json()["features"][0]["properties"]
+            assert "status" in props and "owner" not in props
+            assert_problem(await c.get("/ogc/lindmark/collections"), 401, "Unauthorized")
+            # a public city's header does not open another city's path
+            r = await c.get("/ogc/lindmark/collections", headers={"NGSILD-Tenant": CITY})
+            assert_problem(r, 401, "Unauthorized")
+            assert (await c.get("/twin/")).status_code == 200
+            r = await c.get("/twin/api/layers", params={"tenant": CITY})
+            assert r.status_code == 200, r.text
+            assert_problem(await c.get("/twin/api/layers", params={"tenant": "lindmark"}), 401, "Unauthorized")
+            assert (await c.get("/sharing/v1/catalogue", headers={"NGSILD-Tenant": "lindmark"})).status_code != 401
+            assert (await c.get("/consent/v1/purposes")).status_code == 200
 
 
 # ---- device keys ---------------------------------------------------------------------------------------
@@ -301,3 +333,41 @@ async def test_jwks_is_public(app: Any) -> None:
         keys = (await c.get("/auth/v1/jwks.json")).json()["keys"]
         assert keys and "d" not in keys[0]
         assert (await c.get("/.well-known/jwks.json")).json()["keys"] == keys
+
+
+def test_serve_refuses_an_open_public_broker(tmp_path: Path) -> None:
+    from urbanmim.cli import main
+    with pytest.raises(SystemExit, match="refusing to serve 0.0.0.0 with security off"):
+        main(["serve", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")])
+
+
+async def test_access_decision_is_in_the_algorithm_register(app: Any) -> None:
+    async with client(app, base="/algorithms/v1") as c:
+        r = await c.get("/algorithms/mim6.access-decision")
+        assert r.status_code == 200, r.text
+        assert r.json()["kind"] == "security"
+
+
+async def test_attribute_rule_in_notifications_decided_at_delivery(app: Any) -> None:
+    from tests.test_notifications import Receiver
+    receiver = Receiver().start()
+    try:
+        await _seed(app, 1)
+        async with client(app, token(app, tenant=CITY, role="reader", subject="watcher"), tenant=CITY) as c:
+            r = await c.post("/subscriptions", json={"type": "Subscription", "entities": [{"type": "ParkingSpot"}],
+                                                     "notification": {"endpoint": {"uri": receiver.url}}})
+            assert r.status_code == 201, r.text
+        editor = token(app, tenant=CITY, role="editor")
+        upd = {"status": {"type": "Property", "value": "occupied"}}
+        async with client(app, editor, tenant=CITY) as c:
+            assert (await c.patch("/entities/urn:ngsi-ld:ParkingSpot:0/attrs", json=upd)).status_code == 204
+        first = (await receiver.wait(1))[0]["data"][0]
+        assert first["owner"]["value"] == "Alice"            # no rule yet: the reader sees the owner
+        await _hide_owner(app)                                # the rule holds from the next notification on
+        async with client(app, editor, tenant=CITY) as c:
+            upd["status"]["value"] = "free"
+            assert (await c.patch("/entities/urn:ngsi-ld:ParkingSpot:0/attrs", json=upd)).status_code == 204
+        second = (await receiver.wait(2))[1]["data"][0]
+        assert "owner" not in second and second["status"]["value"] == "free"
+    finally:
+        receiver.stop()

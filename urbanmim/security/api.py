@@ -146,7 +146,8 @@ async def put_binding(request: Request) -> Response:
     _admin(request, tenant)
     body, _ = await _body(request)
     roles = body.get("roles")
-    if not isinstance(roles, list) or not set(roles) <= set(pol.ROLES) or not all(isinstance(r, str) for r in roles):
+    if (not isinstance(roles, list) or not all(isinstance(r, str) for r in roles)
+            or not set(roles) <= set(pol.ROLES)):
         raise BadRequestData(f"roles must be a list among {', '.join(pol.ROLES)}")
     org = body.get("organisation")
     if org is not None and not isinstance(org, str):

@@ -36,8 +36,14 @@ BATCH = 500
 MAX_BUFFER = 100_000          # beyond this, reads are dropped (and counted) rather than exhausting memory
 
 
+_second: list[Any] = [-1, ""]     # (epoch second, its ISO prefix): strftime once per second, not per entry
+
+
 def iso(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+    s = int(t)
+    if s != _second[0]:
+        _second[0], _second[1] = s, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s))
+    return f"{_second[1]}.{int(t * 1000) % 1000:03d}Z"
 
 
 def now_iso() -> str:
@@ -59,7 +65,7 @@ class AuditLog:
         self.buffer: list[AuditRecord] = []
         # reads, as cheap tuples (time, principal, tenant, action, entities, attribute lists, reason):
         # turned into records at flush time, off the request's path
-        self._reads: list[tuple[float, Principal, str, str, list[str], list[Any], str]] = []
+        self._reads: list[tuple[float, Principal, str, str, list[str], Any, str]] = []
         self.dropped = 0
         # (tenant, entity id) -> (the entity object about to be stored, record): set by the write guard
         # inside the mutation, taken by :meth:`listener` for the same change (identity-checked)
@@ -80,9 +86,10 @@ class AuditLog:
 
     # ---- reads and refusals (buffered) ------------------------------------------------------
     def add(self, rec: AuditRecord) -> None:
-        if len(self.buffer) >= MAX_BUFFER:
+        if len(self.buffer) + len(self._reads) >= MAX_BUFFER:
             self.dropped += 1
             return
+        self._take_reads()               # the log keeps the order in which things happened
         self.buffer.append(rec)
         if len(self.buffer) >= BATCH:
             self._wake.set()
@@ -94,20 +101,20 @@ class AuditLog:
         if len(self._reads) + len(self.buffer) >= MAX_BUFFER:
             self.dropped += 1
             return
-        self._reads.append((time.time(), p, tenant, action, [e["id"] for e in shown],
-                            [e.get("attrs") or () for e in shown], reason))
+        if len(shown) == 1:
+            attrs: Any = tuple(shown[0].get("attrs") or ())     # keys only: the entity itself is not kept alive
+        else:
+            attrs = set()
+            for e in shown:
+                attrs.update(e.get("attrs") or ())
+        self._reads.append((time.time(), p, tenant, action, [e["id"] for e in shown], attrs, reason))
         if len(self._reads) >= BATCH:
             self._wake.set()
 
     def _take_reads(self) -> None:
         reads, self._reads = self._reads, []
-        for t, p, tenant, action, ids, attr_sets, reason in reads:
-            attrs: set[str] = set()
-            for a in attr_sets:
-                attrs.update(a)
+        for t, p, tenant, action, ids, attrs, reason in reads:
             self.buffer.append(record(p, tenant, action, "permit", ids, attrs, reason, iso(t)))
-        if reads:
-            self.buffer.sort(key=lambda r: r.ts)
 
     async def flush(self) -> None:
         self._take_reads()

@@ -224,7 +224,7 @@ async def _start(app: Any) -> None:
         from joserfc import jwk
         sec.dev_key = await dev_key(store)
         sec.public_jwks = public_jwks(sec.dev_key)
-        dev_keys = jwk.KeySet.import_key_set(sec.public_jwks)
+        dev_keys = jwk.KeySet.import_key_set(sec.public_jwks)  # type: ignore[arg-type]
     sec.authenticator = Authenticator(
         issuers=parse_issuers(getattr(s, "auth_issuers", "")), audience=getattr(s, "auth_audience", "urbanmim"),
         policies=sec.policies, dev_keys=dev_keys, jwks_ttl=float(getattr(s, "auth_jwks_ttl", 300.0)),

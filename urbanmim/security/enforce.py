@@ -110,17 +110,28 @@ def check_attribute_write(access: AccessControl, audit: AuditLog | None, p: Prin
 
 
 # ---- reads -----------------------------------------------------------------------------------------
-def _touches(query: EntityQuery) -> bool:
-    """Does the query's filter look at attribute content (so it must be re-decided when filtered)?"""
-    return bool(query.q is not None or query.attrs is not None or query.geo is not None)
+def probed(query: EntityQuery) -> frozenset[str] | None:
+    """The attributes the query's filter looks at (None: possibly any — a geo-query), so that an
+    entity with some of them hidden is decided again on what the caller may see."""
+    if query.geo is not None:
+        return None
+    out: set[str] = set(query.attrs or ())
+    if query.q is not None:
+        attributes = getattr(query.q, "attributes", None)
+        if attributes is None:
+            return None
+        out |= attributes()
+    return frozenset(out)
 
 
-def visible_match(access: AccessControl, p: Principal, query: EntityQuery, ent: Entity) -> Entity | None:
+def visible_match(access: AccessControl, p: Principal, query: EntityQuery, ent: Entity,
+                  probe: frozenset[str] | None = None) -> Entity | None:
     vis = access.visible(p, query.tenant, ent)
-    if vis is None:
-        return None
-    if vis is not ent and _touches(query) and not query.matches(vis):
-        return None
+    if vis is None or vis is ent:
+        return vis
+    if probe is None or not probe.isdisjoint(k for k in ent["attrs"] if k not in vis["attrs"]):
+        if not query.matches(vis):
+            return None
     return vis
 
 
@@ -132,10 +143,11 @@ async def query(store: Store, access: AccessControl, audit: AuditLog | None, p: 
     seen = 0
     store_offset = 0
     page = max(want_offset + want_limit, 1)          # if all is visible, the first page is all we need
+    probe = probed(q)
     while True:
         got = (await store.query(dataclasses.replace(q, offset=store_offset, limit=page, count=False))).entities
         for ent in got:
-            vis = visible_match(access, p, q, ent)
+            vis = visible_match(access, p, q, ent, probe)
             if vis is None:
                 continue
             if seen >= want_offset and len(out) < want_limit:

@@ -30,6 +30,7 @@ from typing import Any
 
 from urbanmim.errors import BadRequestData
 from urbanmim.ngsild.entity import Entity
+from urbanmim.security.access import Decision
 
 RULE_TYPE = "urbanmim:AccessRule"
 BINDING_TYPE = "urbanmim:RoleBinding"
@@ -91,12 +92,14 @@ def parse_rule(ent: Entity) -> Rule:
 
 @dataclass(frozen=True)
 class RoleView:
-    """What one role may see of one set of entity types: allowed?, hidden, only."""
+    """What one role may see of one set of entity types: allowed?, hidden, only (and the decision
+    the role decider answers with it, built once)."""
 
     allowed: bool
     hidden: frozenset[str] = frozenset()
     only: frozenset[str] | None = None
     reason: str = ""
+    decision: Decision | None = None
 
 
 # ---- role bindings and API keys -----------------------------------------------------------------
@@ -202,13 +205,15 @@ class TenantPolicy:
             if r.role != role or (r.target_type != "*" and r.target_type not in types):
                 continue
             if r.effect == "deny":
-                return RoleView(False, reason=f"rule {r.name}: role {role} may not access this type")
+                reason = f"rule {r.name}: role {role} may not access this type"
+                return RoleView(False, reason=reason, decision=Decision("deny", reason=reason, source="roles"))
             hidden |= r.hide
             if r.only is not None:
                 only = r.only if only is None else only & r.only
             names.append(r.name)
-        return RoleView(True, frozenset(hidden), only,
-                        f"role {role}" + (f" with rule(s) {', '.join(names)}" if names else ""))
+        reason = f"role {role}" + (f" with rule(s) {', '.join(names)}" if names else "")
+        return RoleView(True, frozenset(hidden), only, reason, Decision("permit", frozenset(hidden), only, reason,
+                                                                         "roles"))
 
 
 class PolicyCache:

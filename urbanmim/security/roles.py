@@ -50,12 +50,14 @@ class RoleDecider:
         return [(r, tp.view(r, types)) for r in roles]
 
     def _combine(self, views: list[tuple[str, RoleView]], ent: Entity) -> Decision:
+        if len(views) == 1 and views[0][1].decision is not None:     # the common case: one role, memoised
+            return views[0][1].decision
         allowing = [v for _, v in views if v.allowed]
         if not allowing:
             return Decision("deny", reason="; ".join(v.reason for _, v in views), source=self.name)
         if len(allowing) == 1:
             v = allowing[0]
-            return Decision("permit", v.hidden, v.only, v.reason, self.name)
+            return v.decision or Decision("permit", v.hidden, v.only, v.reason, self.name)
         hidden = frozenset(a for a in ent.get("attrs", {}) if not any(_sees(v, a) for v in allowing))
         return Decision("permit", hidden, None, "; ".join(v.reason for v in allowing), self.name)
 

@@ -147,8 +147,7 @@ class Authenticator:
         if hit is not None:
             p, exp = hit
             if time.time() < exp + LEEWAY_S:
-                self._verified.move_to_end(cred)
-                return p
+                return p                    # (first-in, first-out eviction: no re-ordering per request)
             del self._verified[cred]
         p, exp = await self.verify(cred)
         self._verified[cred] = (p, exp)

@@ -49,7 +49,8 @@ class PostgresAudit:
             await cur.executemany(_INSERT, [_row(r) for r in records])
 
     async def audit_query(self, query: AuditQuery) -> list[tuple[int, AuditRecord]]:
-        where, args = ["seq > %s"], [query.after_seq]
+        where: list[str] = ["seq > %s"]
+        args: list[Any] = [query.after_seq]
         if query.tenants is not None:
             if not query.tenants:
                 return []

@@ -75,7 +75,8 @@ class SQLiteAudit:
         await self._side_run(run)
 
     async def audit_query(self, query: AuditQuery) -> list[tuple[int, AuditRecord]]:
-        where, args = ["seq > ?"], [query.after_seq]
+        where: list[str] = ["seq > ?"]
+        args: list[Any] = [query.after_seq]
         if query.tenants is not None:
             if not query.tenants:
                 return []
