@@ -44,5 +44,5 @@ def default_components() -> list[Component]:
     from urbanmim.twin.component import component as twin
     from urbanmim.web.component import component as web
     # security first: app.state.access exists before sharing/consent append their deciders
-    return [security(), algorithms(), web(), temporal(), subscriptions(), iot_agent(), models(), ogc(), twin(), analysis(),
-            consent(), sharing(), kpi()]
+    return [security(), algorithms(), web(), temporal(), subscriptions(), iot_agent(), models(), ogc(), twin(),
+            analysis(), consent(), sharing(), kpi()]

@@ -13,7 +13,6 @@ cache only after a restart or :meth:`reload` — see docs/consent.md.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Iterable
@@ -32,7 +31,7 @@ from urbanmim.consent.model import (
 )
 from urbanmim.errors import BadRequestData
 from urbanmim.ngsild.entity import Entity
-from urbanmim.store.base import EntityQuery
+from urbanmim.store.base import all_of_type
 
 
 def now_ms() -> int:
@@ -158,20 +157,3 @@ def _apply_to(tc: TenantConsent, eid: str, ent: Entity | None) -> None:
             tc.by_subject.get(old.subject, set()).discard(eid)
         tc.consents[eid] = c
         tc.by_subject.setdefault(c.subject, set()).add(eid)
-
-
-async def all_of_type(store: Any, tenant: str, type_iri: str) -> list[Entity]:
-    """Every entity of one type in a tenant, read from the store."""
-    return await page_all(store, EntityQuery(tenant=tenant, types=[frozenset({type_iri})]))
-
-
-async def page_all(source: Any, query: EntityQuery, page: int = 500) -> list[Entity]:
-    """Every entity ``query`` matches, read in pages from ``source`` (a store or the EntityService)."""
-    out: list[Entity] = []
-    offset = 0
-    while True:
-        got = (await source.query(dataclasses.replace(query, limit=page, offset=offset))).entities
-        out.extend(got)
-        if len(got) < page:
-            return out
-        offset += page

@@ -37,14 +37,14 @@ from urbanmim.consent.model import (
     erasure_json,
     pseudonym,
 )
-from urbanmim.consent.registry import ConsentRegistry, all_of_type, now_ms, page_all
+from urbanmim.consent.registry import ConsentRegistry, now_ms
 from urbanmim.consent.service import revoke
 from urbanmim.ngsild.contexts import TermMap
 from urbanmim.ngsild.entity import Entity, default_instance, value_of
 from urbanmim.ngsild.render import View, render_entity
 from urbanmim.security.principal import SYSTEM, use_principal
 from urbanmim.service.entities import EntityService, now_iso, outcome_error
-from urbanmim.store.base import UNCHANGED, EntityQuery, Mutation, StoredInstance, TemporalSpan
+from urbanmim.store.base import UNCHANGED, EntityQuery, Mutation, StoredInstance, TemporalSpan, all_of_type, page_all
 from urbanmim.temporal.recorder import NULL
 from urbanmim.temporal.service import _render_one as render_history_instance  # as GET /temporal renders it
 from urbanmim.temporal.timeutil import iso

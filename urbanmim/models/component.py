@@ -29,7 +29,7 @@ from urbanmim.errors import BadRequestData
 from urbanmim.models.registry import POLICY_TYPE, RESERVED_TYPES, SCHEMA_TYPE, ModelRegistry
 from urbanmim.models.smartdatamodels import catalog
 from urbanmim.ngsild.entity import Entity
-from urbanmim.store.base import EntityQuery
+from urbanmim.store.base import all_of_type
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +155,6 @@ def _install(app: Any) -> None:
     _wrap_app(app)
 
 
-async def _all(store: Any, tenant: str, type_iri: str) -> list[Entity]:
-    out: list[Entity] = []
-    offset = 0
-    while True:
-        got = (await store.query(EntityQuery(tenant=tenant, types=[frozenset({type_iri})], limit=500,
-                                             offset=offset))).entities
-        out.extend(got)
-        if len(got) < 500:
-            return out
-        offset += 500
-
 
 async def _start(app: Any) -> None:
     registry: ModelRegistry = app.state.models
@@ -173,8 +162,8 @@ async def _start(app: Any) -> None:
     for tenant in dict.fromkeys(["", *await store.tenants()]):
         if tenant and not await store.tenant_exists(tenant):
             continue
-        registry.load(tenant, await _all(store, tenant, SCHEMA_TYPE))
-        registry.load(tenant, await _all(store, tenant, POLICY_TYPE))
+        registry.load(tenant, await all_of_type(store, tenant, SCHEMA_TYPE))
+        registry.load(tenant, await all_of_type(store, tenant, POLICY_TYPE))
         for p in list(registry.tenant(tenant).policies.values()):
             if p.context is not None:
                 try:

@@ -37,7 +37,7 @@ from urbanmim.security.middleware import SecurityMiddleware
 from urbanmim.security.ratelimit import RateLimiter
 from urbanmim.security.roles import RoleDecider
 from urbanmim.security.tokens import Authenticator, dev_key, public_jwks
-from urbanmim.store.base import EntityQuery
+from urbanmim.store.base import all_of_type
 
 log = logging.getLogger(__name__)
 SYNC_S = 5.0
@@ -178,23 +178,12 @@ def _install(app: Any) -> None:
         log.warning("\n%s\n%s\n%s", "!" * 100, warning, "!" * 100)
 
 
-async def _all(store: Any, tenant: str, type_iri: str) -> list[Any]:
-    out: list[Any] = []
-    offset = 0
-    while True:
-        got = (await store.query(EntityQuery(tenant=tenant, types=[frozenset({type_iri})], limit=500,
-                                             offset=offset))).entities
-        out.extend(got)
-        if len(got) < 500:
-            return out
-        offset += 500
-
 
 async def _load(store: Any) -> policy.PolicyCache:
     cache = policy.PolicyCache()
     for tenant in dict.fromkeys(["", *await store.tenants()]):
         for t in sorted(policy.RESERVED_TYPES):
-            cache.load(tenant, await _all(store, tenant, t))
+            cache.load(tenant, await all_of_type(store, tenant, t))
     return cache
 
 

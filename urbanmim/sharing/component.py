@@ -33,7 +33,7 @@ from urbanmim.ngsild.entity import Entity
 from urbanmim.sharing.decider import SharingDecider, acting, not_counted
 from urbanmim.sharing.registry import AGREEMENT_TYPE, OFFER_TYPE, ORG_TYPE, RESERVED_TYPES, SharingRegistry
 from urbanmim.sharing.service import SharingService
-from urbanmim.store.base import EntityQuery
+from urbanmim.store.base import all_of_type
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +120,6 @@ def _install(app: Any) -> None:
         app.router.routes.insert(0, Mount(api.PREFIX, routes=api.routes))
 
 
-async def _all(store: Any, tenant: str, type_iri: str) -> list[Entity]:
-    out: list[Entity] = []
-    offset = 0
-    while True:
-        got = (await store.query(EntityQuery(tenant=tenant, types=[frozenset({type_iri})], limit=500,
-                                             offset=offset))).entities
-        out.extend(got)
-        if len(got) < 500:
-            return out
-        offset += 500
-
 
 async def load(store: Any, registry: SharingRegistry) -> None:
     """Read every tenant's sharing entities into ``registry`` (organisations first: offers name them)."""
@@ -138,7 +127,7 @@ async def load(store: Any, registry: SharingRegistry) -> None:
         if tenant and not await store.tenant_exists(tenant):
             continue
         for t in (ORG_TYPE, OFFER_TYPE, AGREEMENT_TYPE):
-            registry.load(tenant, await _all(store, tenant, t))
+            registry.load(tenant, await all_of_type(store, tenant, t))
 
 
 async def _loop(app: Any, svc: SharingService, flush: float, sync: float) -> None:

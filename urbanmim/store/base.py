@@ -16,6 +16,7 @@ backends pre-filter with their indexes and report whether the pre-filter was exa
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -377,3 +378,26 @@ class HourBucket:
     sumsq: float
     min: float | None
     max: float | None
+
+
+async def page_all(source: Any, query: EntityQuery, page: int = 500) -> list[Entity]:
+    """Every entity ``query`` matches, read in pages from ``source`` (a Store, or the EntityService when
+    access control must apply). Components use it to load their reserved entities at start."""
+    out: list[Entity] = []
+    offset = 0
+    while True:
+        got = (await source.query(dataclasses.replace(query, limit=page, offset=offset))).entities
+        out.extend(got)
+        if len(got) < page:
+            return out
+        offset += page
+
+
+async def all_of_type(store: Any, tenant: str, type_iri: str) -> list[Entity]:
+    """Every entity of one (expanded) type in a tenant, read from the store."""
+    return await page_all(store, EntityQuery(tenant=tenant, types=[frozenset({type_iri})]))
+
+
+async def existing_tenants(store: Any) -> list[str]:
+    """The default tenant and every tenant that exists, in the store's order (for loading caches)."""
+    return [t for t in dict.fromkeys(["", *await store.tenants()]) if not t or await store.tenant_exists(t)]
