@@ -219,15 +219,28 @@ async def demo_lifespan(app: Any, inner: Any, profiles: list[CityProfile], *, hi
             await sim.run()
         task = asyncio.create_task(live()) if interval > 0 else None
         app.state.demo_simulator = sim
+        # the KPI pages should have figures the first time someone opens them: compute what is due
+        # (the scheduler's own rule: nothing already computed is redone) in the background
+        kpis = asyncio.create_task(_first_kpis(app)) if getattr(app.state, "kpi_scheduler", None) else None
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            for t in (task, kpis):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             if mqtt is not None:
                 await mqtt.close()
+
+
+async def _first_kpis(app: Any) -> None:
+    from urbanmim.kpi import scheduler
+    try:
+        n = await scheduler.run_once(app)
+        log.info("demo: computed %d KPI values for the demo cities", n)
+    except Exception:          # the demo serves without KPIs rather than not at all
+        log.exception("demo: computing the first KPI values failed")
 
 
 async def simulator_for(app: Any, cities: list[tuple[CityProfile, list[Device]]],
