@@ -339,6 +339,8 @@ def test_serve_refuses_an_open_public_broker(tmp_path: Path) -> None:
     from urbanmim.cli import main
     with pytest.raises(SystemExit, match="refusing to serve 0.0.0.0 with security off"):
         main(["serve", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")])
+    with pytest.raises(SystemExit, match="refusing to serve 0.0.0.0 with security off"):
+        main(["demo", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")])
 
 
 async def test_access_decision_is_in_the_algorithm_register(app: Any) -> None:

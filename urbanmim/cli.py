@@ -14,17 +14,29 @@ def _serve(settings: Settings) -> None:
     import uvicorn
 
     from urbanmim.app import create_app
-    from urbanmim.security.component import InsecureExposure, check_exposure
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        check_exposure(settings)       # MIM6: open only on loopback unless --insecure-public
-    except InsecureExposure as e:
-        raise SystemExit(f"urbanmim: {e}") from None
+    exposure_or_exit(settings)
     app = create_app(settings)
     # uvicorn handles SIGTERM/SIGINT: stops accepting, drains, runs the lifespan shutdown
     # (which joins the writer thread after its last commit).
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
                 loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
+
+
+def _security(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--secure", action="store_true", default=None,
+                   help="security on: authentication, roles, rules, rate limits, audit (docs/security.md)")
+    p.add_argument("--insecure-public", action="store_true", default=None,
+                   help="allow security off on a non-loopback --host (an open broker)")
+
+
+def exposure_or_exit(settings: Settings) -> None:
+    """MIM6: a platform with security off serves on loopback only, unless --insecure-public."""
+    from urbanmim.security.component import InsecureExposure, check_exposure
+    try:
+        check_exposure(settings)
+    except InsecureExposure as e:
+        raise SystemExit(f"urbanmim: {e}") from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -39,12 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_serve = sub.add_parser("serve", help="serve the NGSI-LD API")
     _common(p_serve)
-    p_serve.add_argument("--secure", action="store_true", default=None,
-                         help="security on: authentication, roles, rules, rate limits, audit (docs/security.md)")
-    p_serve.add_argument("--insecure-public", action="store_true", default=None,
-                         help="allow security off on a non-loopback --host (an open broker)")
+    _security(p_serve)
     p_demo = sub.add_parser("demo", help="load the three demo cities (idempotent) and serve them, alive")
     _common(p_demo)
+    _security(p_demo)
     p_demo.add_argument("--history", type=float, default=0, metavar="DAYS",
                         help="back-fill DAYS of sensor history for newly created devices (default 0)")
     p_demo.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",

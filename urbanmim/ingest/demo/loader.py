@@ -299,6 +299,8 @@ def run_demo(args: Any, settings: Any) -> int:
     import uvicorn
 
     from urbanmim.app import create_app
+    from urbanmim.cli import exposure_or_exit
+    exposure_or_exit(settings)
     app = create_app(settings)
     inner = app.router.lifespan_context
     app.router.lifespan_context = lambda a: demo_lifespan(a, inner, profiles, history_days=args.history,
@@ -308,7 +310,9 @@ def run_demo(args: Any, settings: Any) -> int:
     print(f"urbanmim: demo cities {', '.join(p.key for p in profiles)} in {settings.db}; serving on {base}/\n"
           f"  try: curl -s -H 'NGSILD-Tenant: {profiles[0].key}' -H 'Link: <{base}/jsonldContexts/"
           f"sdm-environment>; rel=\"http://www.w3.org/ns/json-ld#context\"; type=\"application/ld+json\"' "
-          f"'{base}/entities?type=AirQualityObserved&q=no2>30&options=keyValues'", file=sys.stderr)
+          f"'{base}/entities?type=AirQualityObserved&q=no2>30&options=keyValues'\n"
+          f"  open: http://{settings.host}:{settings.port}/twin/ (the twin), /kpi/ (KPIs), /algorithms/ (MIM5), "
+          f"/ogc/{profiles[0].key} (OGC API)", file=sys.stderr)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
                 loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
     return 0
