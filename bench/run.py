@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run            # quick: 100k entities, < 3 minutes
     .venv/bin/python -m bench.run --full     # + a fresh server loaded to 1M entities
+    .venv/bin/python -m bench.run --secure   # retrieval and query with security off and on (MIM6 cost)
 
 Starts every server itself (in a temporary directory, pinned to one core), loads
 data, runs wrk (pinned to the other core), prints a plain-text table and writes
@@ -90,6 +91,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-concurrency", type=int, default=4, help="upsert requests in flight")
     p.add_argument("--link", action="store_true", help="creates send a Link header to the core context")
     p.add_argument("--ceiling-only", action="store_true", help="measure only the bare ASGI app")
+    p.add_argument(
+        "--secure",
+        action="store_true",
+        help="instead of the broker's core figures: retrieval and type+q query with security off, then on"
+        " (valid bearer token, role reader, reads audited) on the same database, next to the ceiling",
+    )
     p.add_argument(
         "--broker-cmd",
         default=str(BIN / "urbanmim") + " serve",
@@ -232,6 +239,8 @@ def run_ceiling(ctx: Ctx) -> None:
     with serving(ctx, "ceiling", cmd + UVICORN_OPTS.split(), port) as srv:
         print("ceiling (bare ASGI app):", flush=True)
         wrk_figure(ctx, srv, "get_entity.lua", [f"n={a.size}"], "ceiling_get", "GET small JSON (ceiling for reads)")
+        if a.secure:
+            return  # --secure measures reads only
         create_args = [f"link={int(a.link)}", "run=0"]
         wrk_figure(ctx, srv, "create_entity.lua", create_args, "ceiling_post", "POST echo 1 entity (for creates)")
         drain(srv, a.wait_quiet)
@@ -257,7 +266,7 @@ def snapshot(ctx: Ctx, name: str, srv: servers.Server, entities: int) -> None:
     )
 
 
-def sanity_check(srv: servers.Server, n: int) -> list[str]:
+def sanity_check(srv: servers.Server, n: int, headers: dict[str, str] | None = None) -> list[str]:
     """One retrieval and one query by hand, so that a fast but wrong answer (404, an
     empty page because q was not applied, ...) is noticed instead of measured."""
     base = f"http://127.0.0.1:{srv.port}/ngsi-ld/v1/entities"
@@ -277,7 +286,7 @@ def sanity_check(srv: servers.Server, n: int) -> list[str]:
     q = urllib.parse.quote('NO2>150;airQualityLevel=="moderate"', safe="")
     checks = [(f"{base}/{one_id}", is_entity), (f"{base}?type={dataset.ENTITY_TYPE}&q={q}&limit=20", is_page)]
     for url, ok in checks:
-        req = urllib.request.Request(url, headers={"Accept": "application/json"})
+        req = urllib.request.Request(url, headers={"Accept": "application/json", **(headers or {})})
         try:
             with urllib.request.urlopen(req, timeout=120) as resp:
                 body = json.loads(resp.read())
@@ -312,6 +321,81 @@ def run_broker(ctx: Ctx) -> None:
                             "POST /entities, unique ids", ceiling="ceiling_post", goal=GOALS["create"])  # fmt: skip
         drain(srv)
         snapshot(ctx, "quick@end", srv, n + create.ok)
+
+
+# MIM6 cost over HTTP (--secure). The secure server gets a rate limit it never reaches (the check
+# still runs per request) and one access rule, for another entity type (ParkingSpot): the role
+# decider computes its view for AirQualityObserved, and answers stay byte-identical to security off,
+# so the difference is the cost of security alone (not of smaller responses).
+SECURE_TOML = "secure = true\nrate_limit = 1e9\nrate_burst = 1e9\n"
+SECURE_RULE = b'{"role": "reader", "entityType": "ParkingSpot", "hide": ["owner"]}'
+
+
+def dev_token(ctx: Ctx, db: Path, role: str) -> str:
+    """A bearer token of the development issuer kept in ``db`` (``urbanmim token``), for the default tenant."""
+    prefix = ctx.args.broker_cmd.split()
+    prefix = prefix[:-1] if prefix[-1] == "serve" else prefix[:1]
+    cmd = [*prefix, "token", "--tenant", "", "--role", role, "--subject", f"bench-{role}", "--ttl", "7200",
+           "--db", str(db)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=120, cwd=REPO)
+    return out.stdout.strip().splitlines()[-1]
+
+
+def put_rule(srv: servers.Server, admin: str) -> None:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{srv.port}/security/v1/rules/bench-unrelated", data=SECURE_RULE, method="PUT",
+        headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        if resp.status not in (200, 201, 204):
+            raise RuntimeError(f"PUT access rule: HTTP {resp.status}")
+
+
+def run_secure(ctx: Ctx) -> None:
+    """Retrieval and query at --size entities with security off, then on, on one database."""
+    a = ctx.args
+    n = a.size
+    (ctx.tmp / "secure").mkdir()
+    db = ctx.tmp / "secure" / "urbanmim.db"
+    conf = ctx.tmp / "secure.toml"
+    conf.write_text(SECURE_TOML)
+    read = {"ceiling": "ceiling_get", "goal": None}
+    port = servers.free_port()
+    with serving(ctx, "broker", broker_cmd(ctx, port, db), port) as srv:
+        print(f"broker, security off ({n:,} entities):", flush=True)
+        drain(srv)
+        loaded = upsert(ctx, srv, 0, n, a.seed)
+        if loaded.items < n:
+            ctx.problems.append(f"loading {n} entities: {loaded.failed} batches failed {loaded.statuses}")
+        ctx.problems += sanity_check(srv, n)
+        wrk_figure(ctx, srv, "get_entity.lua", [f"n={n}"], "retrieve", "GET /entities/{id}, security off", **read)
+        wrk_figure(ctx, srv, "query.lua", [], "query", "GET /entities?type&q, security off", **read)
+    reader, admin = dev_token(ctx, db, "reader"), dev_token(ctx, db, "admin")
+    port = servers.free_port()
+    with serving(ctx, "broker_secure", [*broker_cmd(ctx, port, db), "--config", str(conf)], port) as srv:
+        print("broker, security on (bearer token of role reader, reads audited):", flush=True)
+        put_rule(srv, admin)
+        ctx.problems += sanity_check(srv, n, {"Authorization": f"Bearer {reader}"})
+        tok = f"token={reader}"
+        wrk_figure(ctx, srv, "get_entity.lua", [f"n={n}", tok], "retrieve_secure",
+                   "GET /entities/{id}, security on", **read)  # fmt: skip
+        wrk_figure(ctx, srv, "query.lua", [tok], "query_secure", "GET /entities?type&q, security on", **read)
+
+
+def secure_summary(result: dict[str, Any]) -> list[str]:
+    """What security adds, per figure: server time per request (from the rates) and p50 latency."""
+    figs = result["figures"]
+    lines = []
+    for key, label in (("retrieve", "retrieval"), ("query", "query")):
+        off, on = figs.get(key), figs.get(key + "_secure")
+        if not off or not on or not on["rate"] or not off["p50_ms"]:
+            continue
+        lines.append(
+            f"  {label:<10} time per request {(off['rate'] / on['rate'] - 1) * 100:+6.1f} %"
+            f"   p50 latency {(on['p50_ms'] / off['p50_ms'] - 1) * 100:+6.1f} %"
+            f"   ({off['rate']:,.0f} -> {on['rate']:,.0f} req/s)"
+        )
+    return ["", "security on vs off (added):", *lines] if lines else []
 
 
 def run_full(ctx: Ctx) -> None:
@@ -479,6 +563,7 @@ def render(result: dict[str, Any]) -> str:
                 f"  {name:<20}{m['entities']:>10,}{m['VmRSS_KiB'] / 1024:>11.1f}"
                 f"{m['VmHWM_KiB'] / 1024:>11.1f}{m['disk_bytes'] / 2**20:>10.1f}"
             )
+    lines += secure_summary(result)
     if problems:
         lines += ["", "non-2xx responses / socket errors:", *problems]
     if result["sanity_problems"]:
@@ -519,7 +604,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = Ctx(args, server_cpu, client_cpu, Path(tmp), {}, {}, {})
         try:
             run_ceiling(ctx)
-            if not args.ceiling_only:
+            if args.secure and not args.ceiling_only:
+                run_secure(ctx)
+            elif not args.ceiling_only:
                 run_broker(ctx)
                 if args.full:
                     run_full(ctx)

@@ -2,7 +2,7 @@
 -- X uniform in [140, 160], L one of four levels: with bench/dataset.py values this
 -- matches ~5-7.5% of the entities (~6.3% on average), of which 20 are returned.
 -- The query is URL-encoded as a browser's encodeURIComponent would.
--- args: seed=<int>
+-- args: seed=<int> [token=<bearer JWT>]
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "common.lua")
 
 local levels = { "good", "moderate", "unhealthy", "veryUnhealthy" }
@@ -11,6 +11,7 @@ function init(args)
   local o = parse_args(args)
   math.randomseed(tonumber(o.seed or "1") * 1000 + tid)
   hdrs = { ["Accept"] = "application/json" }
+  if o.token then hdrs["Authorization"] = "Bearer " .. o.token end   -- bench.run --secure
 end
 
 function request()

@@ -80,7 +80,7 @@ class ConsentDecider:
         types = entity.get("type") or ()
         if p.system:
             return _ABSTAIN
-        if RESERVED_TYPES.intersection(types):
+        if not RESERVED_TYPES.isdisjoint(types):
             if p.has_role(tenant, "admin"):
                 return Decision("abstain", reason="consent records: visible to tenant admins", source=NAME)
             return Decision("deny", reason="consent records are read through /consent/v1", source=NAME)

@@ -70,6 +70,9 @@ class AuditLog:
         # (tenant, entity id) -> (the entity object about to be stored, record): set by the write guard
         # inside the mutation, taken by :meth:`listener` for the same change (identity-checked)
         self._notes: dict[tuple[str, str], tuple[Entity | None, AuditRecord]] = {}
+        # attribute-key tuples of single-entity reads -> their sorted list (entities of one type share
+        # one tuple shape, so a retrieve costs a dict look-up here instead of a sort per entry)
+        self._sorted: dict[tuple[str, ...], list[str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -113,8 +116,22 @@ class AuditLog:
 
     def _take_reads(self) -> None:
         reads, self._reads = self._reads, []
+        if not reads:
+            return
+        sorted_of = self._sorted
+        if len(sorted_of) > 1000:
+            sorted_of.clear()
+        append = self.buffer.append
         for t, p, tenant, action, ids, attrs, reason in reads:
-            self.buffer.append(record(p, tenant, action, "permit", ids, attrs, reason, iso(t)))
+            if type(attrs) is tuple:
+                names = sorted_of.get(attrs)
+                if names is None:
+                    names = sorted_of[attrs] = sorted(attrs)
+                names = names.copy()          # each record owns its list
+            else:
+                names = sorted(attrs)
+            append(AuditRecord(iso(t), tenant, p.subject, action, "permit", ids, names, p.organisation, p.client,
+                               p.purpose, reason))
 
     async def flush(self) -> None:
         self._take_reads()

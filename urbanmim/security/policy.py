@@ -222,6 +222,7 @@ class PolicyCache:
     def __init__(self) -> None:
         self.tenants: dict[str, TenantPolicy] = {}
         self.keys: dict[str, tuple[str, ApiKey]] = {}     # key id -> (tenant, key): a key names no tenant
+        self.version = 0        # bumped on every change of a rule (memoised role decisions depend on rules)
 
     def tenant(self, tenant: str) -> TenantPolicy:
         tp = self.tenants.get(tenant)
@@ -237,6 +238,7 @@ class PolicyCache:
             if ent is not None:
                 tp.rules[entity_id] = parse_rule(ent)
             tp._views.clear()
+            self.version += 1
         elif entity_id.startswith(BINDING_PREFIX):
             for s in list(tp.bindings):
                 if binding_id(s) == entity_id:

@@ -25,6 +25,7 @@ from urbanmim.security.principal import Principal
 
 READ_ROLES = ("admin", "editor", "reader")
 ABSTAIN = Decision("abstain", reason="no role in this tenant", source="roles")
+MEMO_MAX = 10_000
 
 
 def _sees(v: RoleView, attr: str) -> bool:
@@ -37,6 +38,11 @@ class RoleDecider:
     def __init__(self, cache: PolicyCache, public_tenants: frozenset[str] = frozenset()):
         self.cache = cache
         self.public_tenants = public_tenants
+        # (tenant, roles held there, entity types) -> read decision, for the answers that depend on nothing
+        # else (no role, or one role whose rules decide alone); cleared whenever a rule changes. Role
+        # bindings change the roles held, which are part of the key.
+        self._memo: dict[tuple[str, frozenset[str], tuple[str, ...]], Decision] = {}
+        self._memo_version = -1
 
     def _read_roles(self, p: Principal, tenant: str) -> list[str]:
         held = p.roles_in(tenant)
@@ -62,15 +68,31 @@ class RoleDecider:
         return Decision("permit", hidden, None, "; ".join(v.reason for v in allowing), self.name)
 
     def read(self, p: Principal, tenant: str, entity: Entity) -> Decision:
-        types = frozenset(entity.get("type") or ())
-        if RESERVED_TYPES.intersection(types):
+        raw = entity.get("type") or ()
+        if not RESERVED_TYPES.isdisjoint(raw):
             if p.has_role(tenant, "admin"):
                 return Decision("permit", reason="admin: security policy data", source=self.name)
             return Decision("deny", reason="security policy data is for admins only", source=self.name)
-        roles = self._read_roles(p, tenant)
+        held = p.roles_in(tenant)
+        key = (tenant, held, tuple(raw))
+        memo = self._memo
+        if self._memo_version != self.cache.version or len(memo) > MEMO_MAX:
+            memo.clear()
+            self._memo_version = self.cache.version
+        hit = memo.get(key)
+        if hit is not None:
+            return hit
+        roles = [r for r in READ_ROLES if r in held] if held else []
+        if not roles and tenant in self.public_tenants:
+            roles = ["reader"]
         if not roles:
+            memo[key] = ABSTAIN
             return ABSTAIN
-        return self._combine(self._views(roles, tenant, types), entity)
+        views = self._views(roles, tenant, frozenset(raw))
+        if len(views) == 1 and views[0][1].decision is not None:
+            d = memo[key] = views[0][1].decision
+            return d
+        return self._combine(views, entity)      # several roles: hidden depends on the entity's attributes
 
     def write(self, p: Principal, tenant: str, before: Entity | None, after: Entity | None) -> Decision:
         ent = after if after is not None else before

@@ -95,7 +95,7 @@ class SharingDecider:
 
     def read(self, p: Principal, tenant: str, entity: Entity) -> Decision:
         types = entity.get("type") or ()
-        if RESERVED_TYPES.intersection(types):
+        if not RESERVED_TYPES.isdisjoint(types):
             return self._reserved(p, tenant, entity)
         owner = self.owner_of(entity)
         if owner is None:

@@ -191,12 +191,14 @@ class PostgresTemporal:
 
     async def temporal_instances(self, tenant: str, entity_id: str, attr: str, span: TemporalSpan, *,
                                  newest_first: bool, limit: int) -> list[StoredInstance]:
-        key = await self._teid(tenant, entity_id)
-        if key is None or "\x00" in attr:
+        tid = await self._tid(tenant)
+        if tid is None or "\x00" in attr or "\x00" in entity_id:
             return []
         col = _TIME_COLUMN[span.timeproperty]
-        where = [f"teid=%s AND attr=%s AND {col} IS NOT NULL"]
-        args: list[Any] = [key[1], attr]
+        # the entity's teid looked up in the same statement: one round trip (aggregation over a
+        # page of entities makes several of these calls per entity)
+        where = [f"teid=(SELECT teid FROM tentities WHERE tid=%s AND id=%s) AND attr=%s AND {col} IS NOT NULL"]
+        args: list[Any] = [tid, entity_id, attr]
         if span.start is not None:
             where.append(f"{col}>=%s")
             args.append(span.start)
@@ -214,12 +216,12 @@ class PostgresTemporal:
 
     async def temporal_buckets(self, tenant: str, entity_id: str, attr: str, start: int,
                                end: int) -> list[HourBucket]:
-        key = await self._teid(tenant, entity_id)
-        if key is None:
+        tid = await self._tid(tenant)
+        if tid is None or "\x00" in attr or "\x00" in entity_id:
             return []
         rows = await self._fetch("SELECT ds, hour, cnt, ncnt, sum, sumsq, vmin, vmax FROM tbuckets "
-                                 "WHERE teid=%s AND attr=%s AND hour>=%s AND hour<%s ORDER BY ds, hour",
-                                 (key[1], attr, start, end))
+                                 "WHERE teid=(SELECT teid FROM tentities WHERE tid=%s AND id=%s) AND attr=%s "
+                                 "AND hour>=%s AND hour<%s ORDER BY ds, hour", (tid, entity_id, attr, start, end))
         return [HourBucket(ds or None, int(h), int(c), int(n), s, sq, lo, hi) for ds, h, c, n, s, sq, lo, hi in rows]
 
     # ---- deletes and instance edits (their own short transaction) -------------------------------
