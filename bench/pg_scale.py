@@ -51,6 +51,17 @@ LOCATION = "https://uri.etsi.org/ngsi-ld/location"
 TYPE = D + dataset.ENTITY_TYPE
 MONTH_START, MONTH_END = "2024-05-01T00:00:00Z", "2024-05-31T00:00:00Z"
 BOX = (-3.90, 43.42, -3.75, 43.49)          # dataset.entity_json's bounding box (Santander)
+BOX_KM2 = 94.0                              # its area (12.1 x 7.8 km)
+
+
+def scaled_box(area_km2: float | None) -> tuple[float, float, float, float]:
+    """BOX, or a box of ``area_km2`` with the same centre and proportions: the same density as
+    10M entities in BOX with 10M x area / 94 entities (e.g. 1M in 9.4 km²)."""
+    if not area_km2:
+        return BOX
+    f = (area_km2 / BOX_KM2) ** 0.5
+    cx, cy, w, h = (BOX[0] + BOX[2]) / 2, (BOX[1] + BOX[3]) / 2, (BOX[2] - BOX[0]) * f, (BOX[3] - BOX[1]) * f
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
 _NOW = "2024-06-01T00:00:00.000Z"
@@ -70,10 +81,12 @@ _INTERNAL = (
 )
 
 
-def entities(n: int, seed: int = 1, start: int = 0) -> Iterator[dict[str, Any]]:
+def entities(n: int, seed: int = 1, start: int = 0, box: tuple[float, float, float, float] = BOX
+             ) -> Iterator[dict[str, Any]]:
     """Entities ``start .. n-1`` of ``bench/dataset.py`` (same values, same ids) in the store's
-    internal shape (``start`` a multiple of 100,000)."""
+    internal shape (``start`` a multiple of 100,000), their points spread over ``box``."""
     import orjson
+    x0, y0, dx, dy = box[0], box[1], box[2] - box[0], box[3] - box[1]
     for lo in range(start, n, 100_000):
         rnd = random.Random(seed * 1_000_003 + lo)
         u = rnd.random
@@ -81,7 +94,7 @@ def entities(n: int, seed: int = 1, start: int = 0) -> Iterator[dict[str, Any]]:
             m = int(u() * 43200)
             ts = f"2024-05-{1 + m // 1440:02d}T{m // 60 % 24:02d}:{m % 60:02d}:00Z"
             yield orjson.loads(_INTERNAL % (i, u() * 200, ts, u() * 120, ts, u() * 80, ts, u() * 40 - 5, ts,
-                                            dataset.LEVELS[int(u() * 4)], -3.90 + u() * 0.15, 43.42 + u() * 0.07,
+                                            dataset.LEVELS[int(u() * 4)], x0 + u() * dx, y0 + u() * dy,
                                             i % dataset.DEVICES))
 
 
@@ -98,7 +111,8 @@ def stats(name: str, ms: list[float], extra: str = "") -> dict[str, Any]:
     return row
 
 
-async def load(url: str, start: int, n: int, hist: int, per_day: int, defer: bool) -> dict[str, Any]:
+async def load(url: str, start: int, n: int, hist: int, per_day: int, defer: bool,
+               box: tuple[float, float, float, float] = BOX) -> dict[str, Any]:
     from urbanmim.store.postgres import PostgresStore
     from urbanmim.temporal.timeutil import to_ms
     store = PostgresStore(url, pool_min=1, pool_max=2)
@@ -116,7 +130,8 @@ async def load(url: str, start: int, n: int, hist: int, per_day: int, defer: boo
                       f"({(done - last_n) / (now - last_t):,.0f}/s now)", flush=True)
                 last_t, last_n = now, done
                 out["rows_s"] = now - t0
-        await store.bulk_load("", entities(n, start=start), chunk=50_000, progress=progress, defer_indexes=defer)
+        await store.bulk_load("", entities(n, start=start, box=box), chunk=50_000, progress=progress,
+                              defer_indexes=defer)
         out["load_s"] = time.perf_counter() - t0
         k = n - start
         print(f"loaded {k:,} entities ({start:,} -> {n:,}) in {out['load_s']:.0f} s ({k / out['load_s']:,.0f}/s): "
@@ -351,11 +366,29 @@ def main() -> int:
     ap.add_argument("--keep-indexes", action="store_true",
                     help="first step too with the indexes in place (default: defer_indexes on the empty database)")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pg_scale.json")
+    ap.add_argument("--area-km2", type=float, default=None,
+                    help="spread the entities over a box of this area (same centre and proportions as the "
+                         "default 94 km²): the density of 10M entities in 94 km² is 1M in 9.4 km²")
+    ap.add_argument("--measure-only", action="store_true",
+                    help="no load: measure the database --dbname as it is (kept; e.g. after a store change, "
+                         "with the same --entities and --area-km2 as the run that loaded it)")
     a = ap.parse_args()
+    global BOX
+    BOX = scaled_box(a.area_km2)
     steps = [int(x) for x in str(a.entities).split(",")]
     conninfo = f"{a.server}/{a.dbname}"
     result: dict[str, Any] = {"steps": {}, "history_entities": a.history_entities, "per_day": a.per_day}
     a.out.parent.mkdir(parents=True, exist_ok=True)
+    if a.measure_only:
+        from urbanmim.store.migrations import upgrade
+        t = time.perf_counter()
+        print(f"migrations applied: {upgrade(conninfo) or 'none'} ({time.perf_counter() - t:.0f} s)", flush=True)
+        n = steps[-1]
+        only: dict[str, Any] = {"vacuum_analyze_s": analyze(conninfo)}
+        only.update(measure_step(a, conninfo, n))
+        result["steps"][n] = only
+        a.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        return 0
     with psycopg.connect(f"{a.server}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{a.dbname}" WITH (FORCE)')
     try:
@@ -363,7 +396,7 @@ def main() -> int:
         for n in steps:
             print(f"\n=== {n:,} entities: loading {prev:,} -> {n:,} into {a.dbname} (bulk COPY path)", flush=True)
             step: dict[str, Any] = asyncio.run(load(conninfo, prev, n, a.history_entities, a.per_day,
-                                                    prev == 0 and not a.keep_indexes))
+                                                    prev == 0 and not a.keep_indexes, BOX))
             step["vacuum_analyze_s"] = analyze(conninfo)
             print(f"VACUUM ANALYZE: {step['vacuum_analyze_s']:.0f} s", flush=True)
             step.update(measure_step(a, conninfo, n))

@@ -73,6 +73,7 @@ class AuditLog:
         # attribute-key tuples of single-entity reads -> their sorted list (entities of one type share
         # one tuple shape, so a retrieve costs a dict look-up here instead of a sort per entry)
         self._sorted: dict[tuple[str, ...], list[str]] = {}
+        self._flushing: asyncio.Lock | None = None     # created on the running loop at first flush
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -134,6 +135,15 @@ class AuditLog:
                                p.purpose, reason))
 
     async def flush(self) -> None:
+        """Write what is buffered. Serialised: a flush that finds another in flight waits for it, so
+        after ``await flush()`` every record buffered before the call is in the store (the audit query
+        relies on this; without the lock it could run while the background flush is mid-write)."""
+        if self._flushing is None:
+            self._flushing = asyncio.Lock()
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         self._take_reads()
         while self.buffer:
             batch, self.buffer = self.buffer[:BATCH], self.buffer[BATCH:]
