@@ -88,7 +88,8 @@ class Twin {
     const add = (layerId, spec) => { m.addLayer(spec); this.mapLayers.get(layerId).push(spec.id); };
     for (const l of this.layers.values()) {
       if (!ids.includes(l.id) || this.mapLayers.has(l.id)) continue;
-      m.addSource(`src-${l.id}`, { type: "geojson", data: { type: "FeatureCollection", features: [] }, promoteId: "id" });
+      m.addSource(`src-${l.id}`, { type: "geojson", data: { type: "FeatureCollection", features: [] }, promoteId: "id",
+        maxzoom: 16, buffer: 32, tolerance: 0.5 });   // city-scale data: less tiling work in the worker
       this.mapLayers.set(l.id, []);
       const vis = this.visible.get(l.id) ? "visible" : "none";
       const ramp = l.stops.length ? ["step", ["get", "v"], ...l.colors.flatMap((c, i) => (i === 0 ? [c] : [l.stops[i - 1], c]))] : l.color;
