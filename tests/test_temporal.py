@@ -204,3 +204,56 @@ async def test_numbers_too_large_to_aggregate_are_kept_but_not_aggregated(client
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["w"]["sum"][0][0] == 5
+
+
+async def test_aggregated_page_matches_per_entity_requests(app, client: httpx.AsyncClient) -> None:  # type: ignore[no-untyped-def]
+    """A page of 20 entities aggregated at once (one store call for all of them) gives what
+    each entity's own request gives: hour buckets plus a raw tail after the last full hour,
+    datasetIds, non-numeric values (bucket fallback), a deleted instance, an empty attribute."""
+    from urbanmim.ngsild import params as nparams
+    from urbanmim.ngsild.contexts import CORE
+    from urbanmim.temporal import service as tsvc
+
+    ids = [f"urn:ngsi-ld:Meter:{i:02d}" for i in range(22)]
+    for n, eid in enumerate(ids):
+        power = [{"type": "Property", "value": (n * 7 + h * 3) % 50 + 0.5,
+                  "observedAt": f"2024-03-{1 + h // 24:02d}T{h % 24:02d}:{(n * 11 + h) % 60:02d}:00Z"}
+                 for h in range(0, 60, 1 + n % 3)]
+        if n % 4 == 0:
+            power.append({"type": "Property", "value": n, "datasetId": "urn:ds:b",
+                          "observedAt": "2024-03-02T10:15:00Z"})
+        body: dict[str, Any] = {"id": eid, "type": "Meter", "power": power}
+        if n % 5 == 1:
+            body["state"] = [{"type": "Property", "value": "on" if h % 2 else "off",
+                              "observedAt": f"2024-03-01T{h:02d}:30:00Z"} for h in range(6)]
+        if n == 3:
+            body["late"] = [{"type": "Property", "value": 1, "observedAt": "2024-05-01T00:00:00Z"}]
+        await create(client, body)
+    await client.delete(f"/entities/{ids[2]}/attrs/power")   # a deletedAt instance in the history
+    queries = [{"timerel": "between", "timeAt": "2024-03-01T00:00:00Z", "endTimeAt": "2024-03-03T05:20:00Z",
+                "aggrMethods": "avg,min,max,totalCount,sum", "aggrPeriodDuration": "P1D"},
+               {"timerel": "between", "timeAt": "2024-03-01T00:00:00Z", "endTimeAt": "2024-03-03T00:00:00Z",
+                "aggrMethods": "avg,stddev,sumsq", "aggrPeriodDuration": "PT6H", "datasetId": "urn:ds:b"},
+               {"timerel": "between", "timeAt": "2024-03-01T00:10:00Z", "endTimeAt": "2024-03-02T12:00:00Z",
+                "aggrMethods": "avg,distinctCount", "aggrPeriodDuration": "PT1H"},
+               {"timerel": "after", "timeAt": "2024-03-01T00:00:00Z", "aggrMethods": "max"}]
+    store = app.state.store
+    for q in queries:
+        p = {"type": "Meter", "options": "aggregatedValues", "limit": "20", **q}
+        r = await client.get("/temporal/entities", params=p)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        assert len(page) == 20
+        for body in page:
+            one = await client.get(f"/temporal/entities/{body['id']}",
+                                   params={k: v for k, v in p.items() if k not in ("type", "limit")})
+            assert one.status_code == 200 and one.json() == body, (q, body["id"])
+        # the service's batched path against the per-attribute one, on the store directly
+        tp = tsvc.parse_temporal(p)
+        view = nparams.make_view({k: v for k, v in p.items() if k == "datasetId"}, CORE)
+        tp.span.dataset_ids = view.dataset_ids
+        ents = await store.temporal_entities("", ids)
+        batched = await tsvc.aggregate_page(store, "", ents, view, tp)
+        assert set(batched) == set(tsvc.aggregated_keys(ents, view))
+        for (eid, attr), got in batched.items():
+            assert got == await tsvc.render_aggregated(store, "", eid, attr, view, tp), (q, eid, attr)

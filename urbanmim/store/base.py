@@ -277,6 +277,31 @@ class Store(ABC):
                                end: int) -> list[HourBucket]:
         """The pre-aggregated hour buckets of one attribute with ``start <= hour < end`` (hour-aligned)."""
 
+    async def temporal_aggr_inputs(self, tenant: str, keys: list[tuple[str, str]], span: TemporalSpan,
+                                   bucket_end: int | None) -> dict[tuple[str, str], AggrInputs]:
+        """What aggregating each (entity id, attribute) of a page over ``span`` needs, for all
+        keys at once: the oldest instance in ``span`` (start and end both set, end exclusive),
+        the hour buckets in ``[span.start, bucket_end)`` (all datasets) and every instance in
+        ``[bucket_end, span.end)`` — or, with ``bucket_end`` None, no buckets and every instance
+        of the span. Keys without an instance in the span are left out. Backends answer it in
+        a constant number of statements; this default loops over the per-attribute reads."""
+        out: dict[tuple[str, str], AggrInputs] = {}
+        for eid, attr in dict.fromkeys(keys):
+            first = await self.temporal_instances(tenant, eid, attr, TemporalSpan(
+                span.timeproperty, span.start, span.end, dataset_ids=span.dataset_ids), newest_first=False, limit=1)
+            if not first:
+                continue
+            buckets: list[HourBucket] = []
+            raw_from = span.start
+            if bucket_end is not None and span.start is not None:
+                buckets = await self.temporal_buckets(tenant, eid, attr, span.start, bucket_end)
+                raw_from = bucket_end
+            raw = await self.temporal_instances(tenant, eid, attr, TemporalSpan(
+                span.timeproperty, raw_from, span.end, dataset_ids=span.dataset_ids), newest_first=False,
+                limit=1 << 62)
+            out[(eid, attr)] = AggrInputs(first[0], buckets, raw)
+        return out
+
     @abstractmethod
     async def temporal_delete(self, tenant: str, entity_id: str, attr: str | None = None, *,
                               dataset_id: str | None = None, delete_all: bool = False) -> bool:
@@ -378,6 +403,15 @@ class HourBucket:
     sumsq: float
     min: float | None
     max: float | None
+
+
+@dataclass
+class AggrInputs:
+    """One attribute's share of :meth:`Store.temporal_aggr_inputs`."""
+
+    first: StoredInstance          # oldest instance in the span
+    buckets: list[HourBucket]      # ordered by dataset, hour
+    raw: list[StoredInstance]      # oldest first (by time, then instance id)
 
 
 async def page_all(source: Any, query: EntityQuery, page: int = 500) -> list[Entity]:

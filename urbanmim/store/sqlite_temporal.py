@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from urbanmim.store.base import HourBucket, StoredInstance, TemporalEntity, TemporalRecord, TemporalSpan
+from urbanmim.store.base import AggrInputs, HourBucket, StoredInstance, TemporalEntity, TemporalRecord, TemporalSpan
 
 SCHEMA_PART = """
 CREATE TABLE IF NOT EXISTS tentities(teid INTEGER PRIMARY KEY, tid INTEGER NOT NULL, id TEXT NOT NULL,
@@ -311,6 +311,66 @@ class SQLiteTemporal:
             "WHERE tid=? AND teid=? AND attr_id=? AND hour>=? AND hour<? ORDER BY ds, hour",
             (key[0], key[1], attr_id, start, end))
         return [HourBucket(ds or None, h, c, n, s, sq, lo, hi) for ds, h, c, n, s, sq, lo, hi in rows]
+
+    async def temporal_aggr_inputs(self, tenant: str, keys: list[tuple[str, str]], span: TemporalSpan,
+                                   bucket_end: int | None) -> dict[tuple[str, str], AggrInputs]:
+        """A page's aggregation inputs in a constant number of statements (``IN (...)`` over the
+        page's entities and attributes) instead of four per attribute."""
+        tid = self._tid(tenant)
+        keys = list(dict.fromkeys(keys))
+        if tid is None or not keys or span.start is None or span.end is None:
+            return {}
+        col = _TIME_COLUMN[span.timeproperty]
+        eids = sorted({e for e, _ in keys})
+        teids = {eid: int(teid) for teid, eid in self.rconn.execute(
+            f"SELECT teid, id FROM tentities WHERE tid=? AND id IN ({','.join('?' * len(eids))})", (tid, *eids))}
+        attr_ids = {a: t for a in {a for _, a in keys} if (t := self._term(a)) is not None}
+        keys = [k for k in keys if k[0] in teids and k[1] in attr_ids]
+        if not keys:
+            return {}
+        by_teid = {teids[e]: e for e, _ in keys}
+        by_attr = {attr_ids[a]: a for _, a in keys}
+        ids = sorted(by_teid)
+        aids = sorted(by_attr)
+        where = (f"tid=? AND teid IN ({','.join('?' * len(ids))}) AND attr_id IN ({','.join('?' * len(aids))}) "
+                 f"AND {col} IS NOT NULL AND {col}>=? AND {col}<?")
+        ds_args: list[Any] = []
+        if span.dataset_ids is not None:
+            ds_args = ["" if d == "@none" else d for d in span.dataset_ids]
+            where += f" AND ds IN ({','.join('?' * len(ds_args))})"
+        firsts: dict[tuple[str, str], StoredInstance] = {}
+        one = (f"SELECT * FROM (SELECT teid, attr_id, iid, ds, {col}, num, doc FROM tinstances "
+               f"WHERE tid=? AND teid=? AND attr_id=? AND {col} IS NOT NULL AND {col}>=? AND {col}<?"
+               + (f" AND ds IN ({','.join('?' * len(ds_args))})" if span.dataset_ids is not None else "")
+               + f" ORDER BY {col}, iid LIMIT 1)")
+        for at in range(0, len(keys), 200):      # one index probe per attribute, 200 to a statement
+            part = keys[at:at + 200]
+            args: list[Any] = []
+            for e, a in part:
+                args += [tid, teids[e], attr_ids[a], span.start, span.end, *ds_args]
+            for teid, aid, iid, ds, t, num, doc in self.rconn.execute(" UNION ALL ".join([one] * len(part)), args):
+                key = (by_teid[teid], by_attr[aid])
+                firsts[key] = StoredInstance(instance_id(iid), key[1], ds or None, t, orjson.loads(doc), num)
+        keys = [k for k in keys if k in firsts]
+        buckets: dict[tuple[str, str], list[HourBucket]] = {}
+        raw_from = span.start
+        if bucket_end is not None:
+            raw_from = bucket_end
+            for teid, aid, ds, h, c, n, sm, sq, lo, hi in self.rconn.execute(
+                    "SELECT teid, attr_id, ds, hour, cnt, ncnt, sum, sumsq, vmin, vmax FROM tbuckets "
+                    f"WHERE tid=? AND teid IN ({','.join('?' * len(ids))}) "
+                    f"AND attr_id IN ({','.join('?' * len(aids))}) AND hour>=? AND hour<? "
+                    "ORDER BY teid, attr_id, ds, hour", (tid, *ids, *aids, span.start, bucket_end)):
+                buckets.setdefault((by_teid[teid], by_attr[aid]), []).append(
+                    HourBucket(ds or None, h, c, n, sm, sq, lo, hi))
+        raws: dict[tuple[str, str], list[StoredInstance]] = {}
+        if raw_from < span.end:
+            for teid, aid, iid, ds, t, num, doc in self.rconn.execute(
+                    f"SELECT teid, attr_id, iid, ds, {col}, num, doc FROM tinstances WHERE {where} "
+                    f"ORDER BY teid, attr_id, {col}, iid", (tid, *ids, *aids, raw_from, span.end, *ds_args)):
+                raws.setdefault((by_teid[teid], by_attr[aid]), []).append(
+                    StoredInstance(instance_id(iid), by_attr[aid], ds or None, t, orjson.loads(doc), num))
+        return {k: AggrInputs(firsts[k], buckets.get(k, []), raws.get(k, [])) for k in keys}
 
     # ---- deletes and instance edits (their own short transaction) -------------------------------
     async def _temporal_tx(self, fn: Any) -> Any:

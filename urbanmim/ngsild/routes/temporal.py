@@ -245,16 +245,19 @@ def _view(p: Mapping[str, Any], ctx: TermMap) -> View:
 async def _answer(request: Request, tenant: str, ents: list[TemporalEntity], view: View, tp: tsvc.TemporalParams,
                   ctx: TermMap, media: str, *, single: bool, headers: dict[str, str]) -> Response:
     store = request.app.state.store
+    aggregated = None
     if tp.mode == "aggregatedValues":
         per = {e.entity_id: {a: [] for a in sorted(e.attrs) if view.attrs is None or a in view.attrs} for e in ents}
         collected = tsvc.Collected(per)  # type: ignore[arg-type]
+        aggregated = await tsvc.aggregate_page(store, tenant, ents, view, tp)   # a few statements for the page
     else:
         collected = await tsvc.collect(store, tenant, ents, view.attrs, tp, _instance_limit(request))
     bodies = []
     for e in ents:
         if not single and tp.mode != "aggregatedValues" and not collected.per_entity.get(e.entity_id):
             continue   # no instance in the span: not part of a temporal query result
-        body = await tsvc.render_temporal(store, tenant, e, collected.per_entity.get(e.entity_id, {}), view, tp)
+        body = await tsvc.render_temporal(store, tenant, e, collected.per_entity.get(e.entity_id, {}), view, tp,
+                                          aggregated)
         if body:
             bodies.append(body)
     if single and not bodies:
