@@ -31,6 +31,7 @@ from urbanmim.consent.model import (
 )
 from urbanmim.errors import BadRequestData
 from urbanmim.ngsild.entity import Entity
+from urbanmim.service.reserved import ReservedCache
 from urbanmim.store.base import all_of_type
 
 
@@ -45,7 +46,9 @@ class TenantConsent:
     by_subject: dict[str, set[str]] = field(default_factory=dict)         # subject -> consent ids
 
 
-class ConsentRegistry:
+class ConsentRegistry(ReservedCache):
+    reserved_types = RESERVED_TYPES
+
     def __init__(self) -> None:
         self.tenants: dict[str, TenantConsent] = {}
         self._lock = threading.RLock()
@@ -84,24 +87,15 @@ class ConsentRegistry:
         return tc.consents.get(consent_id) if tc is not None else None
 
     # ---- keeping in step with the store -----------------------------------------------------------
-    def on_change(self, change: Any) -> Iterable[Any]:
-        """Store ChangeListener: a reserved entity was written or deleted (in the write transaction)."""
-        ent = change.new or change.old
-        if ent is not None and RESERVED_TYPES.intersection(ent.get("type", ())):
-            try:
-                self._apply(change.tenant, change.entity_id, change.new)
-            except BadRequestData:
-                pass
-        return ()
 
     def load(self, tenant: str, entities: Iterable[Entity]) -> None:
         for ent in entities:
             try:
-                self._apply(tenant, ent["id"], ent)
+                self.apply(tenant, ent["id"], ent)
             except BadRequestData:
                 pass
 
-    def _apply(self, tenant: str, eid: str, ent: Entity | None) -> None:
+    def apply(self, tenant: str, eid: str, ent: Entity | None) -> None:
         with self._lock:
             self._version += 1
             _apply_to(self.tenant(tenant), eid, ent)

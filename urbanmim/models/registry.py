@@ -23,7 +23,6 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +37,7 @@ from urbanmim.models.smartdatamodels import SdmCatalog, _no_network
 from urbanmim.models.validator import CompiledModel, Issue, compile_model
 from urbanmim.ngsild.contexts import CORE, TermMap
 from urbanmim.ngsild.entity import Entity, default_instance, value_of
+from urbanmim.service.reserved import ReservedCache
 
 POLICY_TYPE = "urbanmim:ValidationPolicy"
 SCHEMA_TYPE = "urbanmim:JsonSchema"
@@ -154,8 +154,10 @@ class TenantModels:
     reports: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REPORT_LOG_SIZE))
 
 
-class ModelRegistry:
+class ModelRegistry(ReservedCache):
     """The in-memory view of every tenant's policies and schemas, and the compiled validators."""
+
+    reserved_types = RESERVED_TYPES
 
     def __init__(self, catalog: SdmCatalog, contexts: Any = None):
         self.catalog = catalog
@@ -172,24 +174,9 @@ class ModelRegistry:
             return tm
 
     # ---- keeping in step with the store -----------------------------------------------------------
-    def load(self, tenant: str, entities: Iterable[Entity]) -> None:
-        for ent in entities:
-            try:
-                self._apply(tenant, ent["id"], ent)
-            except BadRequestData:
-                pass
 
-    def on_change(self, change: Any) -> Iterable[Any]:
-        """Store ChangeListener: a reserved entity was written or deleted (in the write transaction)."""
-        ent = change.new or change.old
-        if ent is not None and RESERVED_TYPES.intersection(ent.get("type", ())):
-            try:
-                self._apply(change.tenant, change.entity_id, change.new)
-            except BadRequestData:
-                pass
-        return ()
 
-    def _apply(self, tenant: str, eid: str, ent: Entity | None) -> None:
+    def apply(self, tenant: str, eid: str, ent: Entity | None) -> None:
         tm = self.tenant(tenant)
         with self._lock:
             if ent is None:

@@ -31,6 +31,7 @@ from typing import Any
 from urbanmim.errors import BadRequestData
 from urbanmim.ngsild.entity import Entity
 from urbanmim.security.access import Decision
+from urbanmim.service.reserved import ReservedCache
 
 RULE_TYPE = "urbanmim:AccessRule"
 BINDING_TYPE = "urbanmim:RoleBinding"
@@ -216,8 +217,10 @@ class TenantPolicy:
                                                                          "roles"))
 
 
-class PolicyCache:
+class PolicyCache(ReservedCache):
     """Every tenant's rules, bindings and keys, kept in step with the reserved entities."""
+
+    reserved_types = RESERVED_TYPES
 
     def __init__(self) -> None:
         self.tenants: dict[str, TenantPolicy] = {}
@@ -255,22 +258,7 @@ class PolicyCache:
                 tp.apikeys[kid] = k
                 self.keys[kid] = (tenant, k)
 
-    def load(self, tenant: str, entities: list[Entity]) -> None:
-        for ent in entities:
-            try:
-                self.apply(tenant, ent["id"], ent)
-            except BadRequestData:
-                pass
 
-    def on_change(self, change: Any) -> tuple[()]:
-        """Store ChangeListener (inside the write transaction)."""
-        ent = change.new or change.old
-        if ent is not None and RESERVED_TYPES.intersection(ent.get("type", ())):
-            try:
-                self.apply(change.tenant, change.entity_id, change.new)
-            except BadRequestData:
-                pass
-        return ()
 
     def check(self, ent: Entity) -> None:
         """A write of a reserved entity must parse (the EntityService validator hook)."""

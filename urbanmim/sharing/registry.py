@@ -32,6 +32,7 @@ from typing import Any
 
 from urbanmim.errors import BadRequestData
 from urbanmim.ngsild.entity import Entity, default_instance, value_of
+from urbanmim.service.reserved import ReservedCache
 from urbanmim.sharing.odrl import Policy
 from urbanmim.sharing.odrl_parse import ORG_ID, ORG_PREFIX, parse_policy
 
@@ -240,8 +241,10 @@ class _Tenant:
     agreements: dict[str, Agreement] = field(default_factory=dict)
 
 
-class SharingRegistry:
+class SharingRegistry(ReservedCache):
     """``app.state.sharing``: every tenant's organisations, offers and agreements, parsed."""
+
+    reserved_types = RESERVED_TYPES
 
     def __init__(self) -> None:
         self.orgs: dict[str, Organisation] = {}
@@ -264,22 +267,7 @@ class SharingRegistry:
             return self.tenants.setdefault(tenant, _Tenant())
 
     # ---- keeping in step with the store ------------------------------------------------------------
-    def load(self, tenant: str, entities: Iterable[Entity]) -> None:
-        for ent in entities:
-            try:
-                self.apply(tenant, ent["id"], ent)
-            except BadRequestData:
-                pass
 
-    def on_change(self, change: Any) -> Iterable[Any]:
-        """Store ChangeListener: a reserved entity was written or deleted (in the write transaction)."""
-        ent = change.new or change.old
-        if ent is not None and RESERVED_TYPES.intersection(ent.get("type", ())):
-            try:
-                self.apply(change.tenant, change.entity_id, change.new)
-            except BadRequestData:
-                pass
-        return ()
 
     def apply(self, tenant: str, eid: str, ent: Entity | None) -> None:
         with self._lock:
