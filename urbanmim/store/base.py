@@ -168,6 +168,14 @@ class AuditRecord:
                 "client": self.client, "action": self.action, "entities": self.entities, "attrs": self.attrs,
                 "purpose": self.purpose, "decision": self.decision, "reason": self.reason}
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> AuditRecord:
+        """The inverse of :meth:`to_json` (both backends store that document)."""
+        return cls(**{k: d.get(k) for k in ("ts", "tenant", "subject", "action", "decision")},
+                   entities=d.get("entities") or [], attrs=d.get("attrs") or [],
+                   organisation=d.get("organisation"), client=d.get("client") or "",
+                   purpose=d.get("purpose"), reason=d.get("reason") or "")
+
 
 @dataclass
 class AuditQuery:

@@ -24,13 +24,6 @@ def _row(r: AuditRecord) -> tuple[Any, ...]:
     return (r.ts, r.tenant, r.subject, r.action, r.decision, list(r.entities), orjson.dumps(r.to_json()))
 
 
-def _record(doc: bytes) -> AuditRecord:
-    d = orjson.loads(doc)
-    return AuditRecord(**{k: d.get(k) for k in ("ts", "tenant", "subject", "action", "decision")},
-                       entities=d.get("entities") or [], attrs=d.get("attrs") or [],
-                       organisation=d.get("organisation"), client=d.get("client") or "",
-                       purpose=d.get("purpose"), reason=d.get("reason") or "")
-
 
 class PostgresAudit:
     if TYPE_CHECKING:  # provided by PostgresStore
@@ -70,7 +63,7 @@ class PostgresAudit:
             args.append(query.end)
         rows = await self._fetch(f"SELECT seq, doc FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT %s",
                                  (*args, query.limit), binary=True)
-        return [(int(seq), _record(bytes(doc))) for seq, doc in rows]
+        return [(int(seq), AuditRecord.from_json(orjson.loads(bytes(doc)))) for seq, doc in rows]
 
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         rows = await self._fetch("SELECT value FROM secrets WHERE name=%s", (name,), binary=True)

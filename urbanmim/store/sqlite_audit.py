@@ -40,13 +40,6 @@ def _row(r: AuditRecord) -> tuple[Any, ...]:
     return (r.ts, r.tenant, r.subject, r.action, r.decision, ents, orjson.dumps(r.to_json()))
 
 
-def _record(doc: bytes) -> AuditRecord:
-    d = orjson.loads(doc)
-    return AuditRecord(**{k: d.get(k) for k in ("ts", "tenant", "subject", "action", "decision")},
-                       entities=d.get("entities") or [], attrs=d.get("attrs") or [],
-                       organisation=d.get("organisation"), client=d.get("client") or "",
-                       purpose=d.get("purpose"), reason=d.get("reason") or "")
-
 
 _INSERT = "INSERT INTO audit(ts, tenant, subject, action, decision, entities, doc) VALUES (?,?,?,?,?,?,?)"
 
@@ -97,7 +90,7 @@ class SQLiteAudit:
         conn: sqlite3.Connection = self.rconn  # type: ignore[attr-defined]
         rows = conn.execute(f"SELECT seq, doc FROM audit WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?",
                             (*args, query.limit)).fetchall()
-        return [(seq, _record(doc)) for seq, doc in rows]
+        return [(seq, AuditRecord.from_json(orjson.loads(doc))) for seq, doc in rows]
 
     async def secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         def run(conn: sqlite3.Connection) -> bytes:
