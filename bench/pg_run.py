@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.pg_run                       # 100k entities, ~5 minutes
     .venv/bin/python -m bench.pg_run --size 20000 --duration 5
+    .venv/bin/python -m bench.pg_run --writes --size 20000     # write figures only (~1 minute)
 
 Same harness as ``bench/run.py`` (its functions, wrk scripts, dataset, pinning and report):
 
@@ -14,6 +15,9 @@ Same harness as ``bench/run.py`` (its functions, wrk scripts, dataset, pinning a
    no proxy in between), once with both threads on one process, once spread over two.
    Brokers are not pinned in this step (two processes on one pinned core would measure
    nothing); PostgreSQL is never pinned and shares the machine with everything else.
+
+``--writes`` runs only the write figures of step 2 (batch upsert new/existing ids, creates)
+on a fresh broker, without the ceiling or step 3: for comparing write-path changes quickly.
 
 The database is dropped at the end (``--keep`` keeps it). Nothing is asserted.
 """
@@ -75,6 +79,21 @@ def run_pg_broker(ctx: Ctx, url: str) -> None:
         snapshot(ctx, "pg@end", srv, n + create.ok, url)
 
 
+def run_pg_writes(ctx: Ctx, url: str) -> None:
+    """Only the write figures of :func:`run_pg_broker` (``--writes``)."""
+    a = ctx.args
+    n = a.size
+    port = servers.free_port()
+    cmd = [*a.broker_cmd.split(), "--host", "127.0.0.1", "--port", str(port), "--db", url]
+    with run.serving(ctx, "broker_pg", cmd, port) as srv:
+        print(f"broker on PostgreSQL, writes only ({n:,} entities):", flush=True)
+        run.upsert_figure(ctx, srv, n, a.seed, "upsert_new", f"batch upsert, new ids ({a.batch_size}/req)")
+        run.upsert_figure(ctx, srv, n, a.seed + 1, "upsert_existing", f"batch upsert, existing ids ({n:,})")
+        run.wrk_figure(ctx, srv, "create_entity.lua", [f"link={int(a.link)}", "run=1"], "create",
+                       "POST /entities, unique ids", goal=GOALS["create"])  # fmt: skip
+        run.drain(srv)
+
+
 def run_processes(ctx: Ctx, url: str) -> None:
     """Same scenarios, wrk -t2, round-robin over 1 then 2 unpinned processes on the loaded database."""
     a = ctx.args
@@ -124,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     for opt, default in PG_OPTS.items():
         own.add_argument(opt, default=default)
     own.add_argument("--keep", action="store_true")
+    own.add_argument("--writes", action="store_true", help="only the write figures, on one broker")
     pg, rest = own.parse_known_args(argv)
     args = run.parse_args([*rest, "--out", str(run.RESULTS / "pg_latest.json")] if "--out" not in rest else rest)
     loadgen.check_wrk()
@@ -140,9 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="urbanmim-pgbench-") as tmp:
         ctx = Ctx(args, server_cpu, client_cpu, Path(tmp), {}, {}, {})
         try:
-            run.run_ceiling(ctx)
-            run_pg_broker(ctx, url)
-            run_processes(ctx, url)
+            if pg.writes:
+                run_pg_writes(ctx, url)
+            else:
+                run.run_ceiling(ctx)
+                run_pg_broker(ctx, url)
+                run_processes(ctx, url)
         except KeyboardInterrupt:
             return 130
         except (RuntimeError, OSError) as e:

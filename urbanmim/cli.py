@@ -20,7 +20,8 @@ def _serve(settings: Settings) -> None:
     # uvicorn handles SIGTERM/SIGINT: stops accepting, drains, runs the lifespan shutdown
     # (which joins the writer thread after its last commit).
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, access_log=False,
-                loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
+                loop="uvloop", http="httptools", timeout_graceful_shutdown=10,
+                proxy_headers=True, forwarded_allow_ips=settings.forwarded_allow_ips)
 
 
 def _security(p: argparse.ArgumentParser) -> None:

@@ -37,6 +37,9 @@ class Settings:
     max_limit: int = setting(1000, "Largest page size a query may ask for (403 TooManyResults above).")
     context_timeout: float = setting(5.0, "Seconds to wait for a remote @context before LdContextNotAvailable.")
     log_level: str = setting("info", "Logging level (debug, info, warning, error).")
+    forwarded_allow_ips: str = setting("127.0.0.1,::1", "Reverse proxies (comma-separated addresses or networks, "
+                                                        "`*` for any) whose X-Forwarded-Proto/-For are trusted: "
+                                                        "https links and the client address behind a proxy.")
     mqtt_url: str = setting("", "MQTT broker the device agent subscribes to, e.g. mqtt://127.0.0.1:1883 (mqtts:// "
                                 "for TLS, user:password@ allowed). Empty: no MQTT ingestion (HTTP ingestion and "
                                 "provisioning under /iot/v1 always work). An unreachable broker is retried in the "
@@ -63,12 +66,14 @@ class Settings:
                                         "slower tab gets one 'resync' event instead (see docs/twin.md).")
     sharing_flush_interval: float = setting(10.0, "MIM3: seconds between two stores of the agreements' read counts "
                                                   "(the ODRL count constraint, usage reports). 0: only at shutdown.")
-    sharing_sync_interval: float = setting(5.0, "MIM3 on PostgreSQL with several processes: seconds after which "
-                                                "offers and agreements changed by another process are in force "
-                                                "here (this process's own changes are at once).")
-    consent_sync_interval: float = setting(5.0, "MIM4 on PostgreSQL with several processes: seconds after which "
-                                                "personal-data rules and consents changed by another process are in "
-                                                "force here (this process's own changes are at once). 0: never.")
+    sharing_sync_interval: float = setting(0.0, "MIM3 on PostgreSQL with several processes: seconds between two full "
+                                                "reloads of offers and agreements, a safety net only (another "
+                                                "process's change is announced and in force here before it answers, "
+                                                "docs/postgres.md). 0: never.")
+    consent_sync_interval: float = setting(0.0, "MIM4 on PostgreSQL with several processes: seconds between two full "
+                                                "reloads of personal-data rules and consents, a safety net only "
+                                                "(another process's change is announced and in force here before it "
+                                                "answers, docs/postgres.md). 0: never.")
     secure: bool = setting(False, "MIM6: security on (also `urbanmim serve --secure`): every request is authenticated "
                                   "(bearer JWT or device API key), every read and write decided by roles, rules, "
                                   "agreements and consent, rate-limited per client and audited (docs/security.md).")

@@ -11,9 +11,11 @@ How it plugs in (``install``, before the store opens):
 * its entry in the MIM5 algorithm register (kind ``security``);
 * the ``/consent/v1`` API mounted beside ``/ngsi-ld/v1``.
 
-``start`` loads every tenant's rules and consents; on PostgreSQL, where other processes write
-too, a background task reloads them every ``consent_sync_interval`` seconds (a process's own
-changes are in force at once through the listener; another's after at most that interval).
+``start`` loads every tenant's rules and consents. On PostgreSQL, where other processes write
+too, the registry follows their writes by the store's entity change announcements (a consent
+revoked through another process is in force here before that process answers: it waits for every
+process to re-read it; a process's own changes at once, through the listener);
+``consent_sync_interval``, if set, adds a periodic full reload as a safety net.
 """
 
 from __future__ import annotations
@@ -80,7 +82,11 @@ async def _sync(app: Any, every: float) -> None:
 
 async def _start(app: Any) -> None:
     attach_decider(app)
-    await app.state.consent.reload(app.state.store)
+    store = app.state.store
+    # several processes on one PostgreSQL: a rule or consent another process changed is re-read on its
+    # announcement (store/announcements.py): a revocation is in force here within milliseconds
+    app.state.consent_follower = await app.state.consent.load_and_follow(
+        store, lambda tenant: app.state.consent.reload(store), "consent follower")
     every = float(getattr(app.state.settings, "consent_sync_interval", 5.0))
     multi = getattr(app.state.store, "remote_listeners", None) is not None
     app.state.consent_task = (asyncio.get_running_loop().create_task(_sync(app, every), name="consent-sync")
@@ -88,6 +94,12 @@ async def _start(app: Any) -> None:
 
 
 async def _stop(app: Any) -> None:
+    follower = getattr(app.state, "consent_follower", None)
+    if follower is not None:
+        with contextlib.suppress(ValueError):
+            app.state.store.entity_listeners.remove(follower)
+        await follower.close()
+        app.state.consent_follower = None
     task = getattr(app.state, "consent_task", None)
     if task is not None:
         task.cancel()

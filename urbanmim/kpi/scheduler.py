@@ -12,6 +12,9 @@ Nothing else is recomputed on a timer (on demand: ``POST /kpi/v1/compute`` or
 ``urbanmim kpi compute``). Manual and verified values are never overwritten (see engine).
 The first check runs one interval after start, so short-lived processes (tests, CLI
 commands) do not compute anything.
+
+Several processes on one PostgreSQL database: one of them runs the passes, the holder of the
+``kpi-scheduler`` lead (``store/leader.py``); when it dies another takes over at its next check.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from urbanmim.kpi import engine, values
 from urbanmim.kpi.catalogue import find_builtin
 from urbanmim.kpi.formulas import FORMULAS
 from urbanmim.kpi.periods import period_of, today
+from urbanmim.store.leader import Leadership
 from urbanmim.temporal.timeutil import opt_ms
 
 log = logging.getLogger("urbanmim.kpi")
@@ -60,13 +64,19 @@ async def run_once(app: Any) -> int:
 
 
 async def loop(app: Any, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            n = await run_once(app)
-            if n:
-                log.info("KPI scheduler wrote %d values", n)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("KPI scheduler pass failed; retrying in %s s", interval)
+    lead = Leadership(app.state.store, "kpi-scheduler")
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await lead.lead():      # another process computes (several on one PostgreSQL)
+                    continue
+                n = await run_once(app)
+                if n:
+                    log.info("KPI scheduler wrote %d values", n)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("KPI scheduler pass failed; retrying in %s s", interval)
+    finally:
+        await lead.release()

@@ -11,11 +11,13 @@ How it plugs in (``install``, before the store opens):
 * the outermost ASGI app wrapped so that a write accepted with warnings answers with an
   ``Urbanmim-Validation`` header (the validator reaches the request through a ContextVar).
 
-``start`` loads every tenant's policies and schemas and resolves their @contexts.
+``start`` loads every tenant's policies and schemas and resolves their @contexts; on PostgreSQL it
+then follows other processes' changes of them (the store's entity change announcements).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from contextvars import ContextVar
 from typing import Any
@@ -156,22 +158,47 @@ def _install(app: Any) -> None:
 
 
 
-async def _start(app: Any) -> None:
+async def _reload(app: Any) -> None:
+    """Every tenant's policies and schemas read again (start; a resync after lost announcements)."""
     registry: ModelRegistry = app.state.models
     store = app.state.store
+    fresh = ModelRegistry(registry.catalog, registry.contexts)
     for tenant in dict.fromkeys(["", *await store.tenants()]):
         if tenant and not await store.tenant_exists(tenant):
             continue
-        registry.load(tenant, await all_of_type(store, tenant, SCHEMA_TYPE))
-        registry.load(tenant, await all_of_type(store, tenant, POLICY_TYPE))
-        for p in list(registry.tenant(tenant).policies.values()):
-            if p.context is not None:
-                try:
-                    await app.state.contexts.resolve(p.context)
-                except Exception as e:  # an unreachable context must not stop the broker
-                    log.warning("validation policy for %s: @context unavailable (%s); using the core context",
-                                p.type_iri, e)
+        fresh.load(tenant, await all_of_type(store, tenant, SCHEMA_TYPE))
+        fresh.load(tenant, await all_of_type(store, tenant, POLICY_TYPE))
+    registry.tenants = fresh.tenants
+    for tenant in list(registry.tenants):
+        await _resolve_contexts(app, tenant)
+
+
+async def _resolve_contexts(app: Any, tenant: str) -> None:
+    for p in list(app.state.models.tenant(tenant).policies.values()):
+        if p.context is not None:
+            try:
+                await app.state.contexts.resolve(p.context)
+            except Exception as e:  # an unreachable context must not stop the broker
+                log.warning("validation policy for %s: @context unavailable (%s); using the core context",
+                            p.type_iri, e)
+
+
+async def _start(app: Any) -> None:
+    # several processes on one PostgreSQL: a policy or schema another process changed is re-read on its
+    # announcement (store/announcements.py), in force here within milliseconds
+    app.state.models_follower = await app.state.models.load_and_follow(
+        app.state.store, lambda tenant: _reload(app), "models follower",
+        refreshed=lambda tenant: _resolve_contexts(app, tenant))
+
+
+async def _stop(app: Any) -> None:
+    follower = getattr(app.state, "models_follower", None)
+    if follower is not None:
+        with contextlib.suppress(ValueError):
+            app.state.store.entity_listeners.remove(follower)
+        await follower.close()
+        app.state.models_follower = None
 
 
 def component() -> Component:
-    return Component(name="models", install=_install, start=_start)
+    return Component(name="models", install=_install, start=_start, stop=_stop)

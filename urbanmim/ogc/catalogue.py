@@ -24,8 +24,9 @@ and queryables of what *it* may see, and a collection it can see nothing of is n
 and cached: a tenant's collection list until an entity of that tenant is created, deleted or
 changes its types or attributes (a store change listener) and at most ``ogc_cache_seconds``;
 an extent until an entity of that type is created, deleted or moved, and at most
-``ogc_cache_seconds`` (writes of other processes on a shared PostgreSQL are seen after that
-time).
+``ogc_cache_seconds``. Writes of other processes on a shared PostgreSQL invalidate the same
+way, by the store's entity change announcements (``store/announcements.py``), within
+milliseconds.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from urbanmim.ngsild.geo import bbox as geometry_bbox
 from urbanmim.ngsild.qlang import _datetime as parse_datetime
 from urbanmim.ogc.features import feature_time, simple_value
 from urbanmim.security.principal import current_principal
+from urbanmim.store.announcements import GEO, SHAPE, Announcement
 from urbanmim.store.base import Change, EntityQuery, TypeInfo
 
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
@@ -169,10 +171,35 @@ class Catalogue:
         return ()
 
     def _drop_extents(self, tenant: str, old: Entity | None, new: Entity | None) -> None:
-        for ent in (old, new):
-            for t in (ent or {}).get("type", ()):
-                self._extents.pop((tenant, t), None)
-                self._generation[(tenant, t)] = self._generation.get((tenant, t), 0) + 1
+        self._drop_types(tenant, [t for ent in (old, new) for t in (ent or {}).get("type", ())])
+
+    def _drop_types(self, tenant: str, types: Iterable[str]) -> None:
+        for t in types:
+            self._extents.pop((tenant, t), None)
+            self._generation[(tenant, t)] = self._generation.get((tenant, t), 0) + 1
+
+    def _drop_tenant(self, tenant: str) -> None:
+        self._collections.pop(tenant, None)
+        self._generation[tenant] = self._generation.get(tenant, 0) + 1
+        self._drop_types(tenant, [t for (ten, t) in list(self._extents) if ten == tenant])
+
+    def on_announcement(self, ann: Announcement) -> None:
+        """Another process's writes (PostgreSQL, ``store/announcements.py``): forget the same as
+        :meth:`on_change` would have, from the notes' flags — its collection list when an entity
+        was created, deleted or changed its types or attribute names, the extents of the types of
+        an entity that also moved."""
+        if ann.own:
+            return                       # on_change saw them in the write transaction
+        tenants = list({t for t, _ in self._extents} | set(self._collections)) if ann.tenant is None \
+            else [ann.tenant]
+        for tenant in tenants:
+            if ann.many:
+                self._drop_tenant(tenant)
+                continue
+            if any(SHAPE in n.flags for n in ann.notes):
+                self._collections.pop(tenant, None)
+                self._generation[tenant] = self._generation.get(tenant, 0) + 1
+            self._drop_types(tenant, {t for n in ann.notes if SHAPE in n.flags or GEO in n.flags for t in n.types})
 
     # ---- tenants --------------------------------------------------------------------------
     async def tenants(self) -> list[str]:

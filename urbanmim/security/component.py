@@ -20,7 +20,6 @@ page (``/``) carries a banner.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -37,10 +36,10 @@ from urbanmim.security.middleware import SecurityMiddleware
 from urbanmim.security.ratelimit import RateLimiter
 from urbanmim.security.roles import RoleDecider
 from urbanmim.security.tokens import Authenticator, dev_key, public_jwks
+from urbanmim.store.announcements import Follower
 from urbanmim.store.base import all_of_type
 
 log = logging.getLogger(__name__)
-SYNC_S = 5.0
 
 BANNER = ("SECURITY IS OFF: this broker is open to anyone who can reach it (loopback only). "
           "Start it with --secure (setting secure = true) before exposing it.")
@@ -131,7 +130,7 @@ class Security:
             issuers=[], audience=getattr(s, "auth_audience", "urbanmim"), policies=self.policies)
         self.public_jwks: dict[str, Any] | None = None
         self.dev_key: Any = None
-        self.sync_task: asyncio.Task[None] | None = None
+        self.follower: Follower | None = None       # other processes' changes (PostgreSQL)
 
 
 def _wrap_app(app: Any, security: Security) -> None:
@@ -187,27 +186,21 @@ async def _load(store: Any) -> policy.PolicyCache:
     return cache
 
 
-async def _sync_loop(sec: Security, store: Any) -> None:
-    """Several processes on one PostgreSQL: rules, bindings and keys another process changed are in
-    force here within ``SYNC_S`` (this process's own changes are at once, by the ChangeListener)."""
-    while True:
-        await asyncio.sleep(SYNC_S)
-        try:
-            fresh = await _load(store)
-        except Exception:
-            log.exception("reloading the security policies failed; keeping the current ones")
-            continue
-        sec.policies.tenants, sec.policies.keys = fresh.tenants, fresh.keys
+async def _reload(sec: Security, store: Any) -> None:
+    """Every tenant's rules, bindings and keys read again (start; a resync after lost announcements)."""
+    fresh = await _load(store)
+    sec.policies.tenants, sec.policies.keys = fresh.tenants, fresh.keys
+    sec.policies.version += 1          # memoised role decisions depend on the rules
 
 
 async def _start(app: Any) -> None:
     sec: Security = app.state.security
     s = sec.settings
     store = app.state.store
-    fresh = await _load(store)
-    sec.policies.tenants, sec.policies.keys = fresh.tenants, fresh.keys
-    if getattr(store, "remote_listeners", None) is not None:
-        sec.sync_task = asyncio.create_task(_sync_loop(sec, store), name="security policy sync")
+    # several processes on one PostgreSQL: a rule, binding or key another process changed is re-read
+    # on its announcement (store/announcements.py), in force here within milliseconds
+    sec.follower = await sec.policies.load_and_follow(store, lambda tenant: _reload(sec, store),
+                                                      "security policy follower")
     dev_keys = None
     if getattr(s, "auth_dev_issuer", True):
         from joserfc import jwk
@@ -224,10 +217,12 @@ async def _start(app: Any) -> None:
 
 async def _stop(app: Any) -> None:
     sec: Security = app.state.security
-    if sec.sync_task is not None:
-        sec.sync_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sec.sync_task
+    if sec.follower is not None:
+        store = app.state.store
+        with contextlib.suppress(ValueError):
+            store.entity_listeners.remove(sec.follower)
+        await sec.follower.close()
+        sec.follower = None
     if sec.audit is not None:
         await sec.audit.stop()
 

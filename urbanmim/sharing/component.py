@@ -13,8 +13,10 @@ How it plugs in (``install``, before the store opens):
 * the ``/sharing/v1`` API beside ``/ngsi-ld/v1``; the ODRL evaluator in the MIM5 register.
 
 ``start`` loads every tenant's sharing entities and runs one background task that stores the
-read counts (``sharing_flush_interval``) and, on PostgreSQL where other processes write too,
-reloads the sharing entities (``sharing_sync_interval``).
+read counts (``sharing_flush_interval``). On PostgreSQL, where other processes write too, the
+registry follows their writes by the store's entity change announcements (a withdrawal made
+through another process is in force here before that process answers); ``sharing_sync_interval``, if
+set, adds a periodic full reload as a safety net.
 """
 
 from __future__ import annotations
@@ -139,10 +141,7 @@ async def _loop(app: Any, svc: SharingService, flush: float, sync: float) -> Non
             if flush > 0:
                 await svc.flush_counts()
             if sync > 0 and time.monotonic() >= next_sync:
-                fresh = SharingRegistry()
-                svc.registry.begin_reload()
-                await load(app.state.store, fresh)
-                svc.registry.replace(fresh)
+                await reload(app)
                 next_sync = time.monotonic() + sync
         except asyncio.CancelledError:
             raise
@@ -150,8 +149,19 @@ async def _loop(app: Any, svc: SharingService, flush: float, sync: float) -> Non
             log.exception("sharing: storing read counts / reloading agreements failed")
 
 
+async def reload(app: Any) -> None:
+    """Every tenant's sharing entities read again into the registry (read counts stay)."""
+    fresh = SharingRegistry()
+    app.state.sharing.begin_reload()
+    await load(app.state.store, fresh)
+    app.state.sharing.replace(fresh)
+
+
 async def _start(app: Any) -> None:
-    await load(app.state.store, app.state.sharing)
+    # several processes on one PostgreSQL: an offer or agreement another process changed is re-read on
+    # its announcement (store/announcements.py): a withdrawal is in force here within milliseconds
+    app.state.sharing_follower = await app.state.sharing.load_and_follow(
+        app.state.store, lambda tenant: reload(app), "sharing follower")
     _attach(app)
     settings = app.state.settings
     flush = float(getattr(settings, "sharing_flush_interval", 10.0))
@@ -163,6 +173,12 @@ async def _start(app: Any) -> None:
 
 
 async def _stop(app: Any) -> None:
+    follower = getattr(app.state, "sharing_follower", None)
+    if follower is not None:
+        with contextlib.suppress(ValueError):
+            app.state.store.entity_listeners.remove(follower)
+        await follower.close()
+        app.state.sharing_follower = None
     task = getattr(app.state, "sharing_task", None)
     if task is not None:
         task.cancel()

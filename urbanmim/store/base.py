@@ -286,13 +286,17 @@ class Store(ABC):
         """The pre-aggregated hour buckets of one attribute with ``start <= hour < end`` (hour-aligned)."""
 
     async def temporal_aggr_inputs(self, tenant: str, keys: list[tuple[str, str]], span: TemporalSpan,
-                                   bucket_end: int | None) -> dict[tuple[str, str], AggrInputs]:
+                                   bucket_end: int | None,
+                                   periods: PeriodGrid | None = None) -> dict[tuple[str, str], AggrInputs]:
         """What aggregating each (entity id, attribute) of a page over ``span`` needs, for all
         keys at once: the oldest instance in ``span`` (start and end both set, end exclusive),
         the hour buckets in ``[span.start, bucket_end)`` (all datasets) and every instance in
         ``[bucket_end, span.end)`` — or, with ``bucket_end`` None, no buckets and every instance
         of the span. Keys without an instance in the span are left out. Backends answer it in
-        a constant number of statements; this default loops over the per-attribute reads."""
+        a constant number of statements; this default loops over the per-attribute reads.
+        With ``periods``, a backend may instead return each dataset's buckets already merged
+        per period (``hour`` = the period's start; counts, sums and squares added in hour
+        order, min/max of the hours): aggregating those gives the same numbers."""
         out: dict[tuple[str, str], AggrInputs] = {}
         for eid, attr in dict.fromkeys(keys):
             first = await self.temporal_instances(tenant, eid, attr, TemporalSpan(
@@ -309,6 +313,15 @@ class Store(ABC):
                 limit=1 << 62)
             out[(eid, attr)] = AggrInputs(first[0], buckets, raw)
         return out
+
+    async def temporal_entity_page(self, tenant: str, query: EntityQuery) -> tuple[list[TemporalEntity], int | None]:
+        """The ``query.offset``/``query.limit`` page of the temporal entities matching ``query.ids``,
+        ``query.types`` and ``query.attrs`` (its other filters are not looked at), in creation order,
+        and how many match when ``query.count``. This default filters :meth:`temporal_entities`."""
+        only = EntityQuery(tenant=tenant, ids=query.ids, types=query.types, attrs=query.attrs)
+        hits = [e for e in await self.temporal_entities(tenant, query.ids)
+                if only.matches({"id": e.entity_id, "type": e.types, "attrs": dict.fromkeys(e.attrs)})]
+        return hits[query.offset:query.offset + query.limit], len(hits) if query.count else None
 
     @abstractmethod
     async def temporal_delete(self, tenant: str, entity_id: str, attr: str | None = None, *,
@@ -411,6 +424,16 @@ class HourBucket:
     sumsq: float
     min: float | None
     max: float | None
+
+
+@dataclass
+class PeriodGrid:
+    """The aggregation periods of :meth:`Store.temporal_aggr_inputs` (boundaries hour-aligned):
+    fixed ones of ``fixed_ms`` from ``origin``, or calendar ones (P1M) listed in ``starts``."""
+
+    origin: int
+    fixed_ms: int
+    starts: list[int] | None = None     # calendar periods: every start from origin, ascending
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """PostgreSQL part of the MIM6 audit log and of the platform secrets (migration 0010).
 
 Mixed into ``PostgresStore``. ``_write_audit`` runs in the write's transaction; buffered
-entries (reads, refusals) are appended in a transaction of their own. A trigger makes the
+entries (reads, refusals) are appended in a transaction of their own. Either way all the
+entries go in one statement (``unnest`` of columns), however many there are. A trigger makes the
 ``audit`` table append-only for every connection of the platform. Entity ids are a
 ``text[]`` with a GIN index, so ``?entity=`` is an index look-up.
 """
@@ -16,13 +17,22 @@ import psycopg
 
 from urbanmim.store.base import AuditQuery, AuditRecord
 
-_INSERT = ("INSERT INTO audit(ts, tenant, subject, action, decision, entities, doc) "
-           "VALUES (%s, %s, %s, %s, %s, %s, %s)")
+# all the entries of a write in one statement, in order (entity id lists travel as JSON arrays:
+# unnest cannot take an array of arrays of different lengths)
+_INSERT = """
+INSERT INTO audit(ts, tenant, subject, action, decision, entities, doc)
+SELECT u.ts, u.te, u.s, u.a, u.d,
+       ARRAY(SELECT x FROM jsonb_array_elements_text(u.e::jsonb) WITH ORDINALITY AS j(x, n) ORDER BY j.n), u.doc
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::bytea[])
+     WITH ORDINALITY AS u(ts, te, s, a, d, e, doc, o)
+ORDER BY u.o
+"""
 
 
-def _row(r: AuditRecord) -> tuple[Any, ...]:
-    return (r.ts, r.tenant, r.subject, r.action, r.decision, list(r.entities), orjson.dumps(r.to_json()))
-
+def _columns(records: list[AuditRecord]) -> tuple[list[Any], ...]:
+    return ([r.ts for r in records], [r.tenant for r in records], [r.subject for r in records],
+            [r.action for r in records], [r.decision for r in records],
+            [orjson.dumps(list(r.entities)).decode() for r in records], [orjson.dumps(r.to_json()) for r in records])
 
 
 class PostgresAudit:
@@ -32,14 +42,13 @@ class PostgresAudit:
         async def _fetch(self, query: str, args: Any = None, *, binary: bool = False) -> list[tuple[Any, ...]]: ...
 
     async def _write_audit(self, conn: psycopg.AsyncConnection[Any], records: list[AuditRecord]) -> None:
-        async with conn.cursor() as cur:
-            await cur.executemany(_INSERT, [_row(r) for r in records])
+        await conn.execute(_INSERT, _columns(records))
 
     async def audit_append(self, records: list[AuditRecord]) -> None:
         if not records:
             return
-        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(_INSERT, [_row(r) for r in records])
+        async with self.pool.connection() as conn:
+            await conn.execute(_INSERT, _columns(records))
 
     async def audit_query(self, query: AuditQuery) -> list[tuple[int, AuditRecord]]:
         where: list[str] = ["seq > %s"]

@@ -25,7 +25,10 @@ what N processes on one database need:
 * **Wake-ups across processes.** A commit that added outbox rows sends ``pg_notify``; a
   LISTEN connection per process calls the notifier's wake-up, so the drainer reacts to
   writes made by any process without waiting for its poll. The same channel carries
-  "subscription/context changed" announcements for ``remote_listeners``.
+  "subscription/context changed" announcements for ``remote_listeners`` and the entity change
+  announcements of every write for ``entity_listeners`` (``announcements.py``). A lost LISTEN
+  connection is re-opened; since announcements may have been missed meanwhile, the entity
+  listeners then get a resync (reload everything) and the notifier a wake-up.
 """
 
 from __future__ import annotations
@@ -41,7 +44,9 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psycopg
 
+from urbanmim.store.announcements import KIND, RESYNC, Announcement
 from urbanmim.store.base import OutboxRecord
+from urbanmim.store.postgres_changes import acked, deliver, dispatch, listen_name
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ class PostgresOutbox:
     schema: str
     _tenants: dict[str, int]
     remote_listeners: list[Callable[[str, str, str], Any]]
+    entity_listeners: list[Callable[[Announcement], Any]]
 
     _outbox_wakeup: Callable[[], None] | None = None
     _listen_conn: psycopg.AsyncConnection[Any] | None = None
@@ -76,11 +82,13 @@ class PostgresOutbox:
 
     # ---- inside the writer's transaction --------------------------------------------------
     async def _write_outbox(self, conn: psycopg.AsyncConnection[Any], tid: int, records: list[OutboxRecord]) -> None:
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self._lock_key("outbox-order"),))
-        async with conn.cursor() as cur:
-            await cur.executemany("INSERT INTO outbox(tid, sub_id, payload) VALUES (%s, %s, %s)",
-                                  [(tid, r.subscription_id, orjson.dumps(r.payload)) for r in records])
-        await conn.execute("SELECT pg_notify(%s, %s)", (self._channel, f"outbox {self._token}"))
+        """Two statements however many rows: the order lock (with the wake-up, which PostgreSQL
+        sends at commit), then every row in order (seq order = record order)."""
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s)), pg_notify(%s, %s)",
+                           (self._lock_key("outbox-order"), self._channel, f"outbox {self._token}"))
+        await conn.execute("INSERT INTO outbox(tid, sub_id, payload) SELECT %s, u.s, u.p "
+                           "FROM unnest(%s::text[], %s::bytea[]) WITH ORDINALITY AS u(s, p, o) ORDER BY u.o",
+                           (tid, [r.subscription_id for r in records], [orjson.dumps(r.payload) for r in records]))
 
     def _outbox_committed(self) -> None:
         if self._outbox_wakeup is not None:
@@ -97,27 +105,58 @@ class PostgresOutbox:
     # ---- LISTEN ---------------------------------------------------------------------------
     async def _listen_start(self) -> None:
         self._token = uuid.uuid4().hex
-        self._listen_conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
-        await self._listen_conn.execute(f'LISTEN "{self._channel}"')
+        self._listen_conn = await self._listen_connect()
         self._listen_task = asyncio.create_task(self._listen_loop(self._listen_conn), name="pg-listen")
 
+    async def _listen_connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, application_name=listen_name(self.schema, os.getpid()))
+        await conn.execute(f'LISTEN "{self._channel}"')
+        return conn
+
     async def _listen_loop(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        try:
-            async for note in conn.notifies():
-                self._on_notify(note.payload)
-        except asyncio.CancelledError:
-            raise
-        except psycopg.Error:
-            log.warning("postgres LISTEN connection lost; cross-process wake-ups fall back to polling")
+        """Hand every notification to ``_on_notify``. If the connection is lost, reconnect (backing
+        off up to 5 s); announcements sent meanwhile are lost, so the entity listeners get a resync
+        and the notifier a wake-up."""
+        delay = 0.2
+        while True:
+            try:
+                async for note in conn.notifies():
+                    self._on_notify(note.payload)
+                    delay = 0.2
+            except asyncio.CancelledError:
+                raise
+            except psycopg.Error:
+                log.warning("postgres LISTEN connection lost; reconnecting")
+            with contextlib.suppress(Exception):
+                await conn.close()
+            while True:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                try:
+                    conn = self._listen_conn = await self._listen_connect()
+                    break
+                except psycopg.Error:
+                    log.warning("cannot re-open the postgres LISTEN connection; retrying in %.1f s", delay)
+            deliver(self.entity_listeners, RESYNC)
+            self._outbox_committed()
 
     def _on_notify(self, payload: str) -> None:
         if payload.startswith("outbox "):
             if payload[7:] != self._token:
                 self._outbox_committed()
             return
+        if payload.startswith("ack "):
+            acked(self, payload)
+            return
         try:
             msg = orjson.loads(payload)
         except orjson.JSONDecodeError:
+            return
+        if not isinstance(msg, dict):
+            return
+        if msg.get("kind") == KIND:
+            dispatch(self, msg, own=msg.get("from") == self._token)
             return
         if msg.get("from") == self._token:
             return

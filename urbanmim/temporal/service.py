@@ -276,8 +276,9 @@ async def aggregate_page(store: Store, tenant: str, ents: list[TemporalEntity], 
     origin, end = span.start, span.end
     dur = tp.duration or Duration(f"PT{max(1, (end - origin + 999) // 1000)}S")
     bucket_end = end - end % HOUR_MS if agg.can_use_buckets(tp.methods, span.timeproperty, origin, dur) else None
+    grid = agg.period_grid(origin, bucket_end, dur) if bucket_end is not None else None
     inputs: dict[tuple[str, str], AggrInputs] = await store.temporal_aggr_inputs(
-        tenant, keys, TemporalSpan(span.timeproperty, origin, end, dataset_ids=span.dataset_ids), bucket_end)
+        tenant, keys, TemporalSpan(span.timeproperty, origin, end, dataset_ids=span.dataset_ids), bucket_end, grid)
     out: dict[tuple[str, str], Any] = {}
     for key in keys:
         got = inputs.get(key)

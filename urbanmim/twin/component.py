@@ -1,8 +1,9 @@
 """The twin component: the page, its API, its static files, its catalogues and its live hub.
 
 ``install`` (before the store opens) registers the change listener that feeds the live hub and
-invalidates the layer cache; ``start`` binds the hub to the running event loop; ``stop`` ends
-every open event stream.
+invalidates the layer cache; ``start`` binds the hub to the running event loop and, on
+PostgreSQL, makes it follow other processes' writes (entity change announcements); ``stop``
+ends every open event stream.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ def _install(app: Any) -> None:
 
 async def _start(app: Any) -> None:
     app.state.twin_live.start()
+    app.state.twin_live.follow(app.state.store)     # other processes' writes (PostgreSQL)
 
 
 async def _stop(app: Any) -> None:
     app.state.twin_live.stop()
+    await app.state.twin_live.unfollow(app.state.store)
 
 
 def component() -> Component:

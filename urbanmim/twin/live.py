@@ -13,10 +13,18 @@ five times while the tab was slow is sent once, with its latest state) and cappe
 ``twin_sse_queue`` entities; past that the tab gets a single ``resync`` event (reload the
 layers) instead of an ever-growing queue. Per tenant: a tab only hears its own city.
 
+Several processes on one PostgreSQL database: a tab is connected to one process but must hear
+the writes made through every other. Those arrive as the store's entity change announcements
+(``store/announcements.py``, LISTEN/NOTIFY, after the writer's commit): the hub drops the cached
+layers of the announced types and, only if it has tabs open for that tenant, reads the announced
+entities from the store (one read per batch of announcements, whatever the number of tabs) and
+publishes them exactly as a local change — each tab's principal decides what it sees. A
+"many" announcement (a very large batch) or a resync after lost announcements gives the tenant's
+tabs a ``resync`` event.
+
 Limits: the listener runs inside the write transaction, so an event can (in the rare case of
 a failed commit) announce a change that was rolled back; the twin is a view, and the next
-reading corrects it. With several processes on PostgreSQL a tab hears the writes of the process
-it is connected to (the LISTEN/NOTIFY bridge carries only @context changes today).
+reading corrects it.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import orjson
 from urbanmim.ngsild.entity import Entity
 from urbanmim.security.enforce import snapshot
 from urbanmim.security.principal import Principal, current_principal
+from urbanmim.store.announcements import Announcement, Follower, listeners_of
 from urbanmim.store.base import Change
 from urbanmim.twin.data import LayerCache, feature, properties
 from urbanmim.twin.layers import LAYERS, Layer
@@ -59,6 +68,12 @@ class Client:
             self.pending[entity_id] = event
         self.wake.set()
 
+    def resync(self) -> None:
+        """Too much changed to send one by one: the tab reloads its layers."""
+        self.pending.clear()
+        self.overflow = True
+        self.wake.set()
+
     def take(self) -> tuple[list[dict[str, Any]], bool]:
         events, overflow = list(self.pending.values()), self.overflow
         self.pending.clear()
@@ -79,6 +94,7 @@ class LiveHub:
         self.closing = asyncio.Event()
         self._type_layer: dict[str, Layer] = {iri: layer for layer in LAYERS for iri in layer.type_iris()}
         self.published = 0
+        self.follower: Follower | None = None
 
     # ---- the store side (inside the write transaction; keep it cheap) ---------------------------
     def on_change(self, change: Change) -> list[Any]:
@@ -138,6 +154,58 @@ class LiveHub:
         return {"op": "upsert", "id": entity_id, "layer": layer.id, "at": at, "feature": feat,
                 "properties": properties(ent) if feat is None else None}
 
+    # ---- other processes' writes (PostgreSQL) ----------------------------------------------------
+    def follow(self, store: Any) -> None:
+        """Hear the entity change announcements of ``store`` (nothing on a one-process store)."""
+        listeners = listeners_of(store)
+        if listeners is None:
+            return
+        self.follower = Follower(lambda batch: self._remote(store, batch), "twin live follower")
+        listeners.append(self._announced)
+
+    def _announced(self, ann: Announcement) -> None:
+        """On the event loop, for each announcement: this process's own writes were published by
+        ``on_change`` already. Dropping cached layers needs no read; fetching does, and only for
+        tenants with open tabs."""
+        if ann.own or self.follower is None:
+            return
+        tenants = list(self.clients) if ann.tenant is None else [ann.tenant]
+        if ann.many:
+            for tenant in ([ann.tenant] if ann.tenant is not None else [t for t, _ in list(self.cache.entries)]):
+                self.cache.invalidate(tenant)
+            for tenant in tenants:
+                for client in self.clients.get(tenant, ()):
+                    client.resync()
+            return
+        tenant = ann.tenant or ""               # (only a "many" announcement is for every tenant)
+        for n in ann.notes:
+            layer = self._layer_of(n.types)
+            if layer is not None:
+                self.cache.invalidate(tenant, layer.id)
+        if self.clients.get(tenant) and any(self._layer_of(n.types) for n in ann.notes):
+            self.follower(ann)
+
+    async def _remote(self, store: Any, batch: list[Announcement]) -> None:
+        ids: dict[str, dict[str, Layer]] = {}
+        for ann in batch:
+            for n in ann.notes:
+                layer = self._layer_of(n.types)
+                if layer is not None and ann.tenant is not None:
+                    ids.setdefault(ann.tenant, {})[n.id] = layer
+        for tenant, wanted in ids.items():
+            if not self.clients.get(tenant):
+                continue
+            got = await store.get_many(tenant, list(wanted))
+            for eid, layer in wanted.items():
+                ent = got.get(eid)
+                if ent is not None:
+                    layer = self._layer_of(ent.get("type", ())) or layer
+                at = (ent or {}).get("modifiedAt") or ""
+                self._publish(tenant, layer, eid, ent, ent is None, at)
+
+    def _layer_of(self, types: Any) -> Layer | None:
+        return next((self._type_layer[t] for t in types if t in self._type_layer), None)
+
     # ---- the HTTP side ---------------------------------------------------------------------------
     def subscribe(self, tenant: str, principal: Principal | None = None) -> Client:
         client = Client(tenant, self.queue_limit, principal or current_principal())
@@ -185,3 +253,11 @@ class LiveHub:
     def stop(self) -> None:
         self.close()
         self.loop = None
+
+    async def unfollow(self, store: Any) -> None:
+        listeners = listeners_of(store)
+        if listeners is not None and self._announced in listeners:
+            listeners.remove(self._announced)
+        if self.follower is not None:
+            await self.follower.close()
+            self.follower = None

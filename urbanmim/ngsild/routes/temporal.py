@@ -30,6 +30,8 @@ from urbanmim.ngsild.payload import (
     parse_instance,
 )
 from urbanmim.ngsild.render import View
+from urbanmim.security import enforce
+from urbanmim.security.principal import current_principal
 from urbanmim.service.entities import now_iso
 from urbanmim.store.base import EntityQuery, Mutation, TemporalEntity
 from urbanmim.temporal import service as tsvc
@@ -310,6 +312,16 @@ async def _matching(request: Request, tenant: str, query: EntityQuery) -> list[T
     return out
 
 
+def _store_filters_all(request: Request, query: EntityQuery) -> bool:
+    """Whether :meth:`Store.temporal_entity_page` decides the whole query (ids, types, attrs), so
+    the page comes from the store instead of from filtering every temporal entity of the tenant.
+    Not so with q, geo, scope or idPattern (decided in Python), nor when access control may hide
+    entities or attributes from the caller (MIM6: a page is counted after that)."""
+    if query.q is not None or query.geo is not None or query.scope_q is not None or query.id_pattern is not None:
+        return False
+    return not enforce.enforcing(request.app.state.entities.access, current_principal())
+
+
 async def _ordered(request: Request, tenant: str, ents: list[TemporalEntity], order_by: str,
                    ctx: TermMap) -> list[TemporalEntity]:
     """orderBy (4.22) on the newest instance of each attribute — the entity as it stands now."""
@@ -334,6 +346,10 @@ async def query_with(request: Request, p: Mapping[str, Any], tenant: str, ctx: T
     merged: dict[str, TemporalEntity] = {}
     query = params.entity_query(rest, ctx, tenant, max_limit=request.app.state.settings.max_limit,
                                 require_filter=selectors is None)
+    if selectors is None and not p.get("orderBy") and _store_filters_all(request, query):
+        page, total = await request.app.state.store.temporal_entity_page(tenant, query)
+        headers = {"NGSILD-Results-Count": str(total)} if query.count else {}
+        return await _answer(request, tenant, page, view, tp, ctx, media, single=False, headers=headers)
     for sel in selectors or [{}]:
         q = params.entity_query({**rest, **sel}, ctx, tenant, max_limit=request.app.state.settings.max_limit) \
             if sel else query
