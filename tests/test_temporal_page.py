@@ -253,3 +253,20 @@ async def test_sqlite_and_postgres_answer_the_same(two_clients: tuple[httpx.Asyn
         p = {**query, "offset": "1", "limit": "4", "count": "true"}
         a, b = await lite.get("/temporal/entities", params=p), await pg.get("/temporal/entities", params=p)
         assert a.content == b.content and a.headers["NGSILD-Results-Count"] == b.headers["NGSILD-Results-Count"]
+
+
+@pytest.mark.parametrize("field,value", [("scope", "/a\u0000b"), ("scope", "/a\u0001b"), ("type", "Ve\u0000hicle")])
+async def test_control_characters_are_refused_and_temporal_type_queries_keep_working(
+        client: httpx.AsyncClient, field: str, value: str) -> None:
+    """A NUL in a stored temporal entity document made PostgreSQL's jsonb cast (type filter of
+    the store's page) fail for the whole tenant; such values are refused at input instead."""
+    bad = {"id": "urn:ngsi-ld:Vehicle:nul", "type": "Vehicle", "speed": {"type": "Property", "value": 1}}
+    bad[field] = value
+    r = await client.post("/entities", json=bad)
+    assert r.status_code == 400, r.text
+    assert r.json()["type"].endswith("BadRequestData")
+    ok = {"id": "urn:ngsi-ld:Vehicle:ok", "type": "Vehicle", "speed": {"type": "Property", "value": 2}}
+    assert (await client.post("/entities", json=ok)).status_code == 201
+    r = await client.get("/temporal/entities", params={"type": "Vehicle"})
+    assert r.status_code == 200, r.text
+    assert [e["id"] for e in r.json()] == ["urn:ngsi-ld:Vehicle:ok"]

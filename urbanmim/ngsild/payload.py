@@ -31,7 +31,7 @@ GEOMETRY_TYPES = frozenset({"Point", "MultiPoint", "LineString", "MultiLineStrin
 GEO_ATTRS = frozenset({LOCATION, OBSERVATION_SPACE, OPERATION_SPACE})
 NULL = "urn:ngsi-ld:null"
 # characters the spec forbids in attribute names (they would break q and URLs)
-_BAD_NAME = re.compile(r"[\s<>\"'=;()\[\]\\&?#%]")
+_BAD_NAME = re.compile(r"[\s<>\"'=;()\[\]\\&?#%\x00-\x1f\x7f]")
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:[^\s<>\"{}|\\^`]*$")
 
 
@@ -115,7 +115,7 @@ def expand_types(value: Any, ctx: TermMap) -> list[str]:
 def _scope(value: Any) -> list[str]:
     items = value if isinstance(value, list) else [value]
     for s in items:
-        if not isinstance(s, str) or not re.fullmatch(r"/[^\s/#+]+(/[^\s/#+]+)*", s):
+        if not isinstance(s, str) or not re.fullmatch(r"/[^\s/#+\x00-\x1f\x7f]+(/[^\s/#+\x00-\x1f\x7f]+)*", s):
             raise BadRequestData(f"scope {s!r} is not valid (e.g. /Madrid/Centro)")
     return list(dict.fromkeys(items))
 
