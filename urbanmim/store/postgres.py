@@ -24,6 +24,11 @@ Why it looks the way it does:
   single create: ~7 round trips instead of ~22), and psycopg syncs when a SAVEPOINT block
   ends, so a failed statement still rolls back its own block only. The subscription
   counter (see ``_reload_subscriptions``) is read in the round trip that locks the rows.
+* **Listeners may run more than once per write** (set-form decision then fallback, a race, a
+  deadlock retry) and run for transactions that fail. Listener state that outlives a write
+  (the subscription throttle) is staged per attempt and applied at COMMIT (``attempt.py``);
+  when a write fails, this process's followers are told to re-read what its listeners
+  touched (``_repair``), so no in-memory view keeps a rolled-back change.
 * **Documents are orjson bytes in ``bytea``**, not ``jsonb``: jsonb reorders keys, costs a
   parse on every write and a re-serialisation on every read, and nothing queries inside
   the document — q, scopeQ and geo predicates are decided exactly by the shared
@@ -68,7 +73,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from urbanmim.errors import InternalError, NgsiError
 from urbanmim.ngsild.entity import Entity
-from urbanmim.store.announcements import Announcement, collect, collecting
+from urbanmim.store.announcements import Announcement, Note, collect, collecting
+from urbanmim.store.attempt import WriteAttempt
+from urbanmim.store.attempt import current as current_attempt
 from urbanmim.store.base import (
     UNCHANGED,
     AttributeInfo,
@@ -87,7 +94,7 @@ from urbanmim.store.base import (
 from urbanmim.store.migrations import parse_url, upgrade
 from urbanmim.store.postgres_audit import PostgresAudit
 from urbanmim.store.postgres_bulk import PostgresBulk
-from urbanmim.store.postgres_changes import Settle, announce
+from urbanmim.store.postgres_changes import Settle, announce, deliver, merged
 from urbanmim.store.postgres_outbox import PostgresOutbox
 from urbanmim.store.postgres_temporal import PostgresTemporal
 from urbanmim.store.postgres_writes import PostgresWrites, _Fallback, index_rows
@@ -249,31 +256,43 @@ class PostgresStore(PostgresWrites, PostgresTemporal, PostgresOutbox, PostgresAu
         if not mutations:
             return []
         attempt = stale = 0
+        touched: list[Note] = []        # what failed attempts' listeners saw (see _repair)
         while True:
+            changed: list[Note] = []
+            trial = WriteAttempt()          # listener state staged until COMMIT (store/attempt.py)
             try:
                 # pipeline mode: statements whose results are not needed at once go out together
                 # (psycopg syncs when a transaction block or SAVEPOINT ends: errors stay inside it)
                 async with self.pool.connection() as conn, conn.pipeline():
                     async with conn.transaction():
                         tid = await self._tenant_w(conn, tenant)
-                        with collecting() as changed:
+                        with collecting() as changed, trial.active():
                             outs, notified = await self._run(conn, tid, tenant, mutations)
                         settle = await announce(conn, self, tenant, changed)
                 self._tenants[tenant] = tid
                 break
             except _Stale as e:
+                touched += changed
                 stale += 1
                 if stale > 10 * _RETRIES:
+                    self._repair(tenant, touched)
                     raise InternalError("write failed: the subscriptions keep changing") from e
                 await self._reload_subscriptions(e.version)
             except (errors.DeadlockDetected, errors.SerializationFailure) as e:
+                touched += changed
                 attempt += 1
                 if attempt == _RETRIES:
+                    self._repair(tenant, touched)
                     raise InternalError(f"write failed after {_RETRIES} attempts: {e}") from e
                 await asyncio.sleep(0.005 * 2 ** (attempt - 1))
             except psycopg.Error as e:
                 log.exception("postgres write transaction failed")
+                self._repair(tenant, touched + changed)
                 raise InternalError(f"write failed: {type(e).__name__}") from e
+            except BaseException:
+                self._repair(tenant, touched + changed)
+                raise
+        trial.commit()
         if notified:
             self._outbox_committed()
         if settle is not None:      # a reserved entity: answer once every process follows it
@@ -284,6 +303,15 @@ class PostgresStore(PostgresWrites, PostgresTemporal, PostgresOutbox, PostgresAu
             except Exception:
                 log.exception("after-commit hook failed")
         return outs
+
+    def _repair(self, tenant: str, touched: list[Note]) -> None:
+        """A write that did not commit ran its ChangeListeners anyway, inside the transaction:
+        in-memory views (reserved-entity caches, the twin) may hold what was rolled back, and no
+        announcement went out to correct them. Tell this process's own followers the touched
+        entities changed, as if another process had written them: they re-read the committed
+        state."""
+        if touched and self.entity_listeners:
+            deliver(self.entity_listeners, Announcement(tenant, tuple(merged(touched))))
 
     async def _run(self, conn: psycopg.AsyncConnection[Any], tid: int, tenant: str,
                    mutations: list[Mutation]) -> tuple[list[Outcome], bool]:
@@ -313,6 +341,9 @@ class PostgresStore(PostgresWrites, PostgresTemporal, PostgresOutbox, PostgresAu
                     if isinstance(e, errors.DeadlockDetected | errors.SerializationFailure):
                         raise
                     log.info("a call of %d mutations is written per mutation: %s", len(mutations), e)
+        trial = current_attempt()
+        if trial is not None:       # the listeners run again below: a set-form decision's run does not count
+            trial.discard()
         outs, notified = [], False
         for m in mutations:
             out, wrote_outbox = await self._apply(conn, tid, tenant, m, state)
@@ -334,6 +365,8 @@ class PostgresStore(PostgresWrites, PostgresTemporal, PostgresOutbox, PostgresAu
                 return _failed(m.entity_id, e), False
             if new is UNCHANGED:
                 return Outcome(m.entity_id, result), False
+            trial = current_attempt()
+            staged = trial.snapshot() if trial is not None else None
             try:
                 async with conn.transaction():      # a SAVEPOINT
                     raw = orjson.dumps(new) if new is not None else b""
@@ -346,6 +379,8 @@ class PostgresStore(PostgresWrites, PostgresTemporal, PostgresOutbox, PostgresAu
                         if records:
                             wrote_outbox = await self._write_records(conn, tid, records)
             except _Raced:
+                if trial is not None and staged is not None:    # rolled back: its listeners' state too
+                    trial.restore(staged)
                 cur = await conn.execute("SELECT rid, doc FROM entities WHERE tid=%s AND id=%s FOR UPDATE",
                                          (tid, m.entity_id), binary=True)
                 got = await cur.fetchone()
@@ -356,6 +391,8 @@ class PostgresStore(PostgresWrites, PostgresTemporal, PostgresOutbox, PostgresAu
                 if isinstance(e, errors.DeadlockDetected | errors.SerializationFailure):
                     raise
                 log.exception("write of %s failed", m.entity_id)
+                if trial is not None and staged is not None:
+                    trial.restore(staged)
                 return _failed(m.entity_id, e), False
             if new is None:
                 state.pop(m.entity_id, None)

@@ -20,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -27,6 +28,7 @@ from urbanmim.ngsild import geo, qlang
 from urbanmim.ngsild.contexts import TermMap
 from urbanmim.ngsild.entity import VALUE_KEY, Entity
 from urbanmim.ngsild.params import parse_type_expression
+from urbanmim.store.attempt import current as write_attempt
 from urbanmim.store.base import Change, OutboxRecord
 from urbanmim.subscriptions.model import DEFAULT_TRIGGERS
 
@@ -271,6 +273,13 @@ class Matcher:
     def all(self) -> list[Compiled]:
         return [s for subs in self.by_tenant.values() for s in subs.values()]
 
+    def _started_window(self, tenant: str, sid: str, at: float) -> None:
+        """A staged throttle window, once its write committed (the subscription as cached now)."""
+        sub = self.by_tenant.get(tenant, {}).get(sid)
+        if sub is not None:
+            with self._throttle:
+                sub.last_at = max(sub.last_at, at)
+
     def __call__(self, change: Change) -> list[OutboxRecord]:
         subs = self.by_tenant.get(change.tenant)
         if not subs:
@@ -290,10 +299,18 @@ class Matcher:
             if reason is None:
                 continue
             if sub.throttling:
+                # staged until the write commits: a store may run a write's listeners again
+                # (retry, fallback) and only the committed run may start the throttle window
+                attempt = write_attempt()
                 with self._throttle:      # a store may run listeners in several writers at once
-                    if now - sub.last_at < sub.throttling:
+                    key = ("throttle", change.tenant, sub.id)
+                    last = sub.last_at if attempt is None else max(sub.last_at, attempt.get(key, 0.0))
+                    if now - last < sub.throttling:
                         continue
-                    sub.last_at = now
+                    if attempt is None:
+                        sub.last_at = now
+                    else:
+                        attempt.stage(key, now, partial(self._started_window, change.tenant, sub.id))
             payload = {"nid": f"urn:ngsi-ld:Notification:{uuid.uuid4()}", "reason": reason,
                        "entities": [notified_entity(sub, change, d, reason)], "t": now}
             out.append(OutboxRecord(sub.id, payload))
