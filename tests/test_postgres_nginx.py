@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from bench.pg_nginx import TEMPLATE, Nginx, nginx_binary, render
-from tests.conftest import PG_URL, Server, free_port
+from tests.conftest import Server, free_port, fresh_pg_schema
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "postgres.md"
@@ -43,15 +43,7 @@ def _require_nginx() -> None:
 @pytest.fixture(scope="module")
 def schema_db() -> Iterator[str]:
     """One fresh schema for the module's two processes (conftest's ``pg_db``, module-scoped)."""
-    import psycopg
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL not available at {PG_URL}: {e}")
-    yield f"{PG_URL}?schema={schema}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    yield from fresh_pg_schema()
 
 
 class LoggedNginx(Nginx):

@@ -245,3 +245,31 @@ async def test_catalogue_metadata_is_checked(client: httpx.AsyncClient) -> None:
                       ({"spatial": {"type": "Point"}}, "coordinates"), ({"keyword": [1]}, "keyword")):
         r = await client.post(f"{S}/offers", json=offer_body(**bad), headers=T)
         assert r.status_code == 400 and word in r.json()["detail"], r.text
+
+
+def test_read_count_is_not_counted_twice_while_it_is_being_stored() -> None:
+    """The agreement view takes the stored readCount inside the write transaction, before the
+    flush learns it committed (on PostgreSQL it also waits for other processes): during that
+    window the in-flight reads are already in the view and must not be added again."""
+    from dataclasses import replace
+
+    from urbanmim.sharing.registry import Agreement, SharingRegistry
+    reg = SharingRegistry()
+    a = Agreement("urn:a", "city", "urn:o", "p", "c", None, "2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+                  read_count=5)
+    reg.count("city", ["urn:a", "urn:a"])
+    assert reg.reads(a) == 7
+    [(tenant, aid, n, _)] = reg.take_pending()
+    assert (tenant, aid, n) == ("city", "urn:a", 2) and reg.reads(a) == 7
+    reg.count("city", ["urn:a"])                  # a read while the flush is under way
+    reg.storing("city", "urn:a", 7)
+    assert reg.reads(a) == 8                      # view not updated yet: in flight + pending
+    stored = replace(a, read_count=7)             # the view after the write's listener ran
+    assert reg.reads(stored) == 8
+    reg.stored("city", "urn:a", True)
+    assert reg.reads(stored) == 8
+    # a failed write puts the reads back to pending
+    [(_, _, n, _)] = reg.take_pending()
+    reg.storing("city", "urn:a", 8)
+    reg.stored("city", "urn:a", False)
+    assert n == 1 and reg.reads(stored) == 8 and reg.take_pending()[0][2] == 1

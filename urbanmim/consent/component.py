@@ -33,6 +33,7 @@ from urbanmim.consent.decider import CONSENT_ALGORITHM, ConsentDecider, access_o
 from urbanmim.consent.model import RESERVED_TYPES
 from urbanmim.consent.registry import ConsentRegistry
 from urbanmim.ngsild.entity import Entity
+from urbanmim.service.reserved import stop_following
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +95,7 @@ async def _start(app: Any) -> None:
 
 
 async def _stop(app: Any) -> None:
-    follower = getattr(app.state, "consent_follower", None)
-    if follower is not None:
-        with contextlib.suppress(ValueError):
-            app.state.store.entity_listeners.remove(follower)
-        await follower.close()
-        app.state.consent_follower = None
+    await stop_following(app, "consent_follower")
     task = getattr(app.state, "consent_task", None)
     if task is not None:
         task.cancel()

@@ -17,7 +17,6 @@ then follows other processes' changes of them (the store's entity change announc
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from contextvars import ContextVar
 from typing import Any
@@ -31,6 +30,7 @@ from urbanmim.errors import BadRequestData
 from urbanmim.models.registry import POLICY_TYPE, RESERVED_TYPES, SCHEMA_TYPE, ModelRegistry
 from urbanmim.models.smartdatamodels import catalog
 from urbanmim.ngsild.entity import Entity
+from urbanmim.service.reserved import stop_following
 from urbanmim.store.base import all_of_type
 
 log = logging.getLogger(__name__)
@@ -192,12 +192,7 @@ async def _start(app: Any) -> None:
 
 
 async def _stop(app: Any) -> None:
-    follower = getattr(app.state, "models_follower", None)
-    if follower is not None:
-        with contextlib.suppress(ValueError):
-            app.state.store.entity_listeners.remove(follower)
-        await follower.close()
-        app.state.models_follower = None
+    await stop_following(app, "models_follower")
 
 
 def component() -> Component:

@@ -15,6 +15,7 @@ of them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -117,3 +118,13 @@ class ReservedCache:
                 self.apply(tenant, eid, ent)
             except BadRequestData:
                 pass
+
+
+async def stop_following(app: Any, attr: str) -> None:
+    """Shutdown: detach and close the follower a component keeps in ``app.state.<attr>``."""
+    follower = getattr(app.state, attr, None)
+    if follower is not None:
+        with contextlib.suppress(ValueError):
+            app.state.store.entity_listeners.remove(follower)
+        await follower.close()
+        setattr(app.state, attr, None)

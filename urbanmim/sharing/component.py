@@ -32,6 +32,7 @@ from starlette.routing import Mount
 from urbanmim.algorithms.register import Algorithm, Risk, register_of
 from urbanmim.components import Component
 from urbanmim.ngsild.entity import Entity
+from urbanmim.service.reserved import stop_following
 from urbanmim.sharing.decider import SharingDecider, acting, not_counted
 from urbanmim.sharing.registry import AGREEMENT_TYPE, OFFER_TYPE, ORG_TYPE, RESERVED_TYPES, SharingRegistry
 from urbanmim.sharing.service import SharingService
@@ -173,12 +174,7 @@ async def _start(app: Any) -> None:
 
 
 async def _stop(app: Any) -> None:
-    follower = getattr(app.state, "sharing_follower", None)
-    if follower is not None:
-        with contextlib.suppress(ValueError):
-            app.state.store.entity_listeners.remove(follower)
-        await follower.close()
-        app.state.sharing_follower = None
+    await stop_following(app, "sharing_follower")
     task = getattr(app.state, "sharing_task", None)
     if task is not None:
         task.cancel()

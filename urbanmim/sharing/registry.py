@@ -252,6 +252,9 @@ class SharingRegistry(ReservedCache):
         self._lock = threading.RLock()
         self._index: dict[tuple[str, str, str], tuple[Agreement, ...]] | None = None
         self.pending: dict[tuple[str, str], int] = {}         # (tenant, agreement) -> reads not yet stored
+        # reads being stored: (n, the readCount the store will hold once they are) — the view takes
+        # the new readCount inside the write transaction, before the writer learns it committed
+        self.in_flight: dict[tuple[str, str], tuple[int, int | None]] = {}
         self.last_read: dict[tuple[str, str], str] = {}
         self._count_lock = threading.Lock()
         self._journal: list[tuple[str, str, Entity | None]] | None = None   # changes during a reload
@@ -358,7 +361,11 @@ class SharingRegistry(ReservedCache):
     # ---- read counts -------------------------------------------------------------------------------
     def reads(self, a: Agreement) -> int:
         """Reads made under ``a`` so far (stored + not yet stored)."""
-        return a.read_count + self.pending.get((a.tenant, a.id), 0)
+        key = (a.tenant, a.id)
+        n, total = self.in_flight.get(key, (0, None))
+        if total is not None and a.read_count >= total:     # already in the view's readCount
+            n = 0
+        return a.read_count + self.pending.get(key, 0) + n
 
     def count(self, tenant: str, agreement_ids: Iterable[str]) -> None:
         now = _now_second()
@@ -369,14 +376,27 @@ class SharingRegistry(ReservedCache):
                 self.last_read[key] = now
 
     def take_pending(self) -> list[tuple[str, str, int, str | None]]:
-        """(tenant, agreement, reads, last read) to store; the caller calls :meth:`stored` after."""
-        return [(t, a, n, self.last_read.get((t, a))) for (t, a), n in list(self.pending.items()) if n]
+        """(tenant, agreement, reads, last read) to store, moved from pending to in flight; the caller
+        calls :meth:`storing` with the total it writes, then :meth:`stored` with the outcome."""
+        with self._count_lock:
+            out = [(t, a, n, self.last_read.get((t, a))) for (t, a), n in self.pending.items()
+                   if n and (t, a) not in self.in_flight]
+            for t, a, n, _ in out:
+                self.pending.pop((t, a), None)
+                self.in_flight[(t, a)] = (n, None)
+            return out
 
-    def stored(self, tenant: str, agreement_id: str, n: int) -> None:
+    def storing(self, tenant: str, agreement_id: str, total: int) -> None:
+        """The write of the in-flight reads sets readCount to ``total`` (called by the mutation)."""
         key = (tenant, agreement_id)
         with self._count_lock:
-            left = self.pending.get(key, 0) - n
-            if left > 0:
-                self.pending[key] = left
-            else:
-                self.pending.pop(key, None)
+            n, _ = self.in_flight.get(key, (0, None))
+            self.in_flight[key] = (n, total)
+
+    def stored(self, tenant: str, agreement_id: str, ok: bool) -> None:
+        """The in-flight reads were written (``ok``) or not (back to pending, counted again next time)."""
+        key = (tenant, agreement_id)
+        with self._count_lock:
+            n, _ = self.in_flight.pop(key, (0, None))
+            if not ok and n:
+                self.pending[key] = self.pending.get(key, 0) + n

@@ -266,19 +266,25 @@ class SharingService:
         """Add the reads counted in memory to each agreement's stored ``readCount``; returns how many."""
         done = 0
         for tenant, aid, n, last in self.registry.take_pending():
-            def fn(cur: Entity | None, n: int = n, last: str | None = last, aid: str = aid) -> tuple[Any, Any]:
+            def fn(cur: Entity | None, n: int = n, last: str | None = last, aid: str = aid,
+                   tenant: str = tenant) -> tuple[Any, Any]:
                 if cur is None:
                     return UNCHANGED, None
                 old = attr_value(cur, A_READ_COUNT)
                 total = (old if isinstance(old, int) else 0) + n
+                self.registry.storing(tenant, aid, total)
                 frag = {"attrs": {A_READ_COUNT: [{"type": "Property", "value": total}]}}
                 if last:
                     frag["attrs"][A_LAST_READ] = [{"type": "Property", "value": last}]
                 return EntityService.merge_fn(aid, frag)(cur)
-            with _as_platform():
-                (out,) = await self.entities.batch(tenant, [Mutation(aid, fn)])
-            if out.error is None:
-                self.registry.stored(tenant, aid, n)
+            ok = False
+            try:
+                with _as_platform():
+                    (out,) = await self.entities.batch(tenant, [Mutation(aid, fn)])
+                ok = out.error is None
+            finally:
+                self.registry.stored(tenant, aid, ok)
+            if ok:
                 done += n
         return done
 
